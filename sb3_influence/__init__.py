@@ -1,0 +1,26 @@
+"""sb3-influence: influence-based data attribution and Iterative Influence-based Filtering for Stable-Baselines3 PPO."""
+
+from sb3_influence.buffers import FilteredDictRolloutBuffer, FilteredRolloutBuffer, FilterMixin
+from sb3_influence.filtering import filter_mask
+from sb3_influence.influence_ppo import InfluencePPO, InfluenceReport
+from sb3_influence.objectives import ActionObjective, InfluenceObjective, ReturnObjective
+from sb3_influence.policies import MiniGridCNN
+from sb3_influence.records import RolloutRecords
+from sb3_influence.scoring import influence_scores
+from sb3_influence.version import __version__
+
+__all__ = [
+    "ActionObjective",
+    "FilterMixin",
+    "FilteredDictRolloutBuffer",
+    "FilteredRolloutBuffer",
+    "InfluenceObjective",
+    "InfluencePPO",
+    "InfluenceReport",
+    "MiniGridCNN",
+    "ReturnObjective",
+    "RolloutRecords",
+    "__version__",
+    "filter_mask",
+    "influence_scores",
+]

@@ -1,0 +1,291 @@
+"""InfluencePPO: PPO with Iterative Influence-based Filtering (IIF)."""
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, BasePolicy, MultiInputActorCriticPolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+
+from sb3_influence.buffers import FilteredDictRolloutBuffer, FilteredRolloutBuffer, FilterMixin
+from sb3_influence.filtering import check_filter_args, filter_mask
+from sb3_influence.objectives import InfluenceObjective, ReturnObjective
+from sb3_influence.records import RolloutRecords
+from sb3_influence.scoring import PRECONDITIONERS, influence_scores
+
+SelfInfluencePPO = TypeVar("SelfInfluencePPO", bound="InfluencePPO")
+
+
+@dataclass(frozen=True)
+class InfluenceReport:
+    """
+    What the last IIF step saw and did (``model.last_influence``).
+
+    :param scores: Influence scores ``(n_steps, n_envs)`` at ``theta_k`` (read-only).
+    :param kept: Boolean mask ``(n_steps, n_envs)`` of the records the update used (read-only).
+    :param seconds: Wall-clock time of the scoring (gradient + JVP), in seconds.
+    :param filter_seconds: Wall-clock time of the keep/drop decision, in seconds.
+    :param num_timesteps: ``model.num_timesteps`` when the buffer was scored.
+    :param finite: Whether every score was finite (if not, every record was kept).
+    """
+
+    scores: np.ndarray
+    kept: np.ndarray
+    seconds: float
+    filter_seconds: float = 0.0
+    num_timesteps: int = 0
+    finite: bool = True
+    n_dropped: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        for name in ("scores", "kept"):
+            array = np.array(getattr(self, name), copy=True)
+            array.flags.writeable = False
+            object.__setattr__(self, name, array)
+        object.__setattr__(self, "n_dropped", int(self.kept.size - np.count_nonzero(self.kept)))
+
+    @property
+    def n_kept(self) -> int:
+        """Number of records the update used."""
+        return int(np.count_nonzero(self.kept))
+
+
+class InfluencePPO(PPO):
+    """
+    PPO with Iterative Influence-based Filtering (IIF), from "A Snapshot of Influence: A Local Data
+    Attribution Framework for Online Reinforcement Learning" (Hu et al., NeurIPS 2025, arXiv 2505.19281).
+
+    Every iteration, after the rollout is collected and before the update, each record's TracIn influence
+    on the return objective is computed at the current parameters (one gradient and one forward-mode JVP,
+    see :func:`~sb3_influence.scoring.influence_scores`), the most harmful records are dropped
+    (:func:`~sb3_influence.filtering.filter_mask`), and PPO's own update runs on the kept records only.
+    With ``filter_fraction=0`` training is bit-identical to :class:`~stable_baselines3.PPO` under the same seed.
+
+    The PPO parameters are documented in :class:`~stable_baselines3.PPO`; they all behave as there.
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy or an ``ActorCriticPolicy`` subclass)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: The learning rate, a constant or a schedule of the progress remaining (from 1 to 0)
+    :param n_steps: The number of steps to run for each environment per update
+    :param batch_size: Minibatch size
+    :param n_epochs: Number of epochs when optimizing the surrogate loss
+    :param gamma: Discount factor
+    :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
+    :param clip_range: Clipping parameter, a constant or a schedule
+    :param clip_range_vf: Clipping parameter for the value function (None: no clipping)
+    :param normalize_advantage: Whether to normalize the advantage (also used in the per-record loss)
+    :param ent_coef: Entropy coefficient for the loss calculation
+    :param vf_coef: Value function coefficient for the loss calculation
+    :param max_grad_norm: The maximum value for the gradient clipping
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
+    :param rollout_buffer_class: Rollout buffer class; ``None``, ``RolloutBuffer`` and ``DictRolloutBuffer`` select
+        the filtering variants; a custom class must subclass :class:`~sb3_influence.buffers.FilterMixin`
+    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
+    :param target_kl: Limit the KL divergence between updates
+    :param stats_window_size: Window size for the rollout logging
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run
+    :param filter_fraction: The fraction ``p`` in [0, 1] of records to drop each iteration; of the negatively
+        scored records in ``"negative"`` mode, of all records otherwise. 0 disables filtering (scores are still
+        computed and reported).
+    :param filter_mode: ``"negative"`` (the paper's rule: drop the ``floor(p * N_neg)`` lowest-scored records),
+        ``"all"`` (drop the ``floor(p * N)`` lowest-scored) or ``"random"`` (drop ``floor(p * N)`` at random: the
+        ablation control; uses its own RNG seeded from ``seed``, never the global one).
+    :param influence_objective: What influence is measured against; default :class:`~sb3_influence.ReturnObjective`.
+    :param influence_chunk_size: The most records per forward pass when scoring (bounds the memory of scoring).
+    :param influence_preconditioner: ``"none"`` (TracIn for SGD, the paper's) or ``"adam"`` (measure influence
+        along Adam's preconditioned direction; needs an Adam/AdamW optimizer).
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": ActorCriticPolicy,
+        "CnnPolicy": ActorCriticCnnPolicy,
+        "MultiInputPolicy": MultiInputActorCriticPolicy,
+    }
+    rollout_buffer: FilteredRolloutBuffer | FilteredDictRolloutBuffer  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        policy: str | type[ActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-4,
+        n_steps: int = 2048,
+        batch_size: int = 64,
+        n_epochs: int = 10,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        clip_range: float | Schedule = 0.2,
+        clip_range_vf: float | Schedule | None = None,
+        normalize_advantage: bool = True,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        rollout_buffer_class: type[RolloutBuffer] | None = None,
+        rollout_buffer_kwargs: dict[str, Any] | None = None,
+        target_kl: float | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        filter_fraction: float = 0.125,
+        filter_mode: str = "negative",
+        influence_objective: InfluenceObjective | None = None,
+        influence_chunk_size: int = 2048,
+        influence_preconditioner: str = "none",
+        _init_setup_model: bool = True,
+    ):
+        check_filter_args(filter_fraction, filter_mode)
+        if influence_objective is not None and not isinstance(influence_objective, InfluenceObjective):
+            raise ValueError(f"influence_objective must be an InfluenceObjective, got {type(influence_objective).__name__}")
+        if isinstance(influence_chunk_size, bool) or not isinstance(influence_chunk_size, int) or influence_chunk_size < 1:
+            raise ValueError(f"influence_chunk_size must be a positive integer, got {influence_chunk_size!r}")
+        if influence_preconditioner not in PRECONDITIONERS:
+            raise ValueError(f"Unknown influence_preconditioner {influence_preconditioner!r}, expected one of {PRECONDITIONERS}")
+        self.filter_fraction = float(filter_fraction)
+        self.filter_mode = filter_mode
+        self.influence_objective = influence_objective
+        self.influence_chunk_size = influence_chunk_size
+        self.influence_preconditioner = influence_preconditioner
+        self.last_influence: InfluenceReport | None = None
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            batch_size=batch_size,
+            n_epochs=n_epochs,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            clip_range=clip_range,
+            clip_range_vf=clip_range_vf,
+            normalize_advantage=normalize_advantage,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            target_kl=target_kl,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=_init_setup_model,
+        )
+
+    def _setup_model(self) -> None:
+        # Plain SB3 buffers (also what a PPO zip stores) become their filtering variants.
+        buffer_class = {RolloutBuffer: FilteredRolloutBuffer, DictRolloutBuffer: FilteredDictRolloutBuffer}.get(
+            self.rollout_buffer_class, self.rollout_buffer_class  # type: ignore[arg-type]
+        )
+        if buffer_class is None:
+            buffer_class = FilteredDictRolloutBuffer if isinstance(self.observation_space, spaces.Dict) else FilteredRolloutBuffer
+        if not (isinstance(buffer_class, type) and issubclass(buffer_class, FilterMixin)):
+            raise ValueError(
+                f"InfluencePPO cannot filter with rollout_buffer_class={getattr(buffer_class, '__name__', buffer_class)}: "
+                "use RolloutBuffer/DictRolloutBuffer (the default) or a subclass of sb3_influence.buffers.FilterMixin"
+            )
+        self.rollout_buffer_class = buffer_class
+        super()._setup_model()
+        if not isinstance(self.policy, ActorCriticPolicy):
+            raise ValueError(
+                f"InfluencePPO supports ActorCriticPolicy subclasses only, got {type(self.policy).__name__} "
+                "(recurrent and action-masking policies belong to sb3-contrib's RecurrentPPO / MaskablePPO)"
+            )
+        if self.influence_preconditioner == "adam" and not isinstance(self.policy.optimizer, (th.optim.Adam, th.optim.AdamW)):
+            raise ValueError(
+                f"influence_preconditioner='adam' needs an Adam or AdamW optimizer, got {type(self.policy.optimizer).__name__}"
+            )
+        self._filter_rng = np.random.default_rng(self.seed)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "last_influence", "_filter_rng"]
+
+    def compute_influence(self, objective: InfluenceObjective | None = None) -> np.ndarray:
+        """
+        Influence scores ``I_i`` (METHOD.md section 1) of every record in the current, full rollout buffer
+        at the current parameters.
+
+        Safe to call from a callback's ``_on_rollout_end``: it reads the buffer without changing it, uses no
+        random numbers and leaves the parameters and their gradients as they were.
+
+        :param objective: What influence is measured against; defaults to the model's ``influence_objective``
+            (the return objective unless set), e.g. an :class:`~sb3_influence.ActionObjective`.
+        :return: Scores of shape ``(n_steps, n_envs)``, the layout of ``rollout_buffer.advantages``;
+            positive = a gradient step on the record increases the objective.
+        """
+        if objective is None:
+            objective = self.influence_objective if self.influence_objective is not None else ReturnObjective()
+        return influence_scores(
+            self.policy,
+            RolloutRecords.from_buffer(self.rollout_buffer),
+            objective,
+            ent_coef=float(self.ent_coef),
+            vf_coef=float(self.vf_coef),
+            normalize_advantage=self.normalize_advantage,
+            chunk_size=self.influence_chunk_size,
+            optimizer=self.policy.optimizer if self.influence_preconditioner == "adam" else None,
+        )
+
+    def _filter_rollout(self) -> InfluenceReport:
+        """Score the full buffer at ``theta_k`` and set the buffer's keep mask (the IIF step)."""
+        start = time.perf_counter()
+        scores = self.compute_influence()
+        scored = time.perf_counter()
+        n_records = scores.size
+        # Never leave less than one minibatch to train on.
+        keep = filter_mask(scores, self.filter_fraction, self.filter_mode, min(self.batch_size, n_records), self._filter_rng)
+        report = InfluenceReport(
+            scores=scores,
+            kept=keep,
+            seconds=scored - start,
+            filter_seconds=time.perf_counter() - scored,
+            num_timesteps=self.num_timesteps,
+            finite=bool(np.all(np.isfinite(scores))),
+        )
+        self.rollout_buffer.set_keep_mask(None if keep.all() else keep)
+        self.last_influence = report
+        self.logger.record("influence/dropped", report.n_dropped)
+        self.logger.record("influence/kept_fraction", report.n_kept / n_records)
+        self.logger.record("influence/scoring_time", report.seconds)
+        return report
+
+    def train(self) -> None:
+        """Score and filter the rollout buffer, then run PPO's update on the kept records."""
+        self._filter_rollout()
+        super().train()
+
+    def learn(
+        self: SelfInfluencePPO,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "InfluencePPO",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfInfluencePPO:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )

@@ -1,0 +1,121 @@
+"""Against what influence is measured: objectives ``f(theta)`` to maximise (METHOD.md section 1)."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from sb3_influence.records import RolloutRecords, evaluate_records
+
+
+class InfluenceObjective(ABC):
+    """
+    An objective ``f(theta)`` whose gradient is the direction every record's influence is measured along.
+
+    Subclasses yield ``f`` as a sum of scalar terms, so that its gradient can be accumulated chunk by chunk
+    in bounded memory.
+    """
+
+    @abstractmethod
+    def terms(self, policy: ActorCriticPolicy, records: RolloutRecords, chunk_size: int) -> Iterator[th.Tensor]:
+        """
+        Scalar tensors (differentiable w.r.t. the policy's parameters) whose sum is ``f(theta)``.
+
+        :param policy: The policy at the parameters being attributed.
+        :param records: The rollout buffer's records (the objective may use them as its validation set).
+        :param chunk_size: The most records or pairs to evaluate in one forward pass.
+        :return: Iterator of scalar tensors.
+        """
+
+    def value(self, policy: ActorCriticPolicy, records: RolloutRecords, chunk_size: int = 2048) -> float:
+        """
+        Evaluate ``f(theta)`` without gradients.
+
+        :param policy: The policy.
+        :param records: The rollout buffer's records.
+        :param chunk_size: The most records per forward pass.
+        :return: ``f(theta)``.
+        """
+        with th.no_grad():
+            return float(sum(term.item() for term in self.terms(policy, records, chunk_size)))
+
+
+class ReturnObjective(InfluenceObjective):
+    """
+    The return objective ``f_return(theta) = (1/n) sum_j A_j log pi_theta(a_j|s_j)`` over the rollout buffer,
+    with raw GAE advantages ``A`` (the default objective of :class:`~sb3_influence.InfluencePPO`).
+
+    It takes the current policy as the reference and the buffer itself as the validation set: a record
+    scores positive when a gradient step on it raises the advantage-weighted likelihood of the whole rollout.
+    """
+
+    def terms(self, policy: ActorCriticPolicy, records: RolloutRecords, chunk_size: int) -> Iterator[th.Tensor]:
+        advantages = th.as_tensor(records.advantages, dtype=th.float32, device=policy.device)
+        for index in records.chunks(chunk_size):
+            _, log_prob, _ = evaluate_records(policy, records, index)
+            yield (advantages[index] * log_prob).sum() / records.n
+
+    def __repr__(self) -> str:
+        return "ReturnObjective()"
+
+
+class ActionObjective(InfluenceObjective):
+    """
+    The action objective ``f_action(theta) = mean_k log pi_theta(a*_k | s*_k)`` over given (state, action) pairs:
+    which records made the agent take ``a*`` in ``s*``?
+
+    :param observations: One observation or a batch of them (arrays, or a dict of arrays for Dict spaces),
+        as the environment returns them (before the policy's preprocessing).
+    :param actions: The action(s) of interest, one per observation.
+    """
+
+    def __init__(self, observations: Any, actions: Any) -> None:
+        if isinstance(observations, dict):
+            self.observations: Any = {key: np.asarray(obs) for key, obs in observations.items()}
+        else:
+            self.observations = np.asarray(observations)
+        self.actions = np.asarray(actions)
+        if self.actions.size == 0:
+            raise ValueError("ActionObjective needs at least one action")
+
+    def _tensors(self, policy: ActorCriticPolicy) -> tuple[Any, th.Tensor]:
+        obs, vectorized = policy.obs_to_tensor(self.observations)
+        n = next(iter(obs.values())).shape[0] if isinstance(obs, dict) else obs.shape[0]
+        space = policy.action_space
+        if isinstance(space, spaces.Discrete):
+            action_shape: tuple[int, ...] = ()
+        elif isinstance(space, spaces.MultiDiscrete):
+            action_shape = (len(space.nvec),)
+        elif isinstance(space, spaces.MultiBinary):
+            action_shape = (int(np.prod(space.shape)),)
+        else:
+            action_shape = tuple(space.shape or ())
+        expected = n * int(np.prod(action_shape))
+        if self.actions.size != expected:
+            raise ValueError(
+                f"ActionObjective got {self.actions.size} action values for {n} observation(s) "
+                f"({'a batch' if vectorized else 'a single observation'}); expected {expected} for {space}"
+            )
+        if isinstance(space, spaces.Discrete):
+            if np.any(self.actions < 0) or np.any(self.actions >= space.n):
+                raise ValueError(f"ActionObjective actions {self.actions.reshape(-1)} are outside {space}")
+            actions = th.as_tensor(self.actions.reshape(n), dtype=th.long, device=policy.device)
+        else:
+            actions = th.as_tensor(self.actions.reshape(n, *action_shape), dtype=th.float32, device=policy.device)
+        return obs, actions
+
+    def terms(self, policy: ActorCriticPolicy, records: RolloutRecords, chunk_size: int) -> Iterator[th.Tensor]:
+        obs, actions = self._tensors(policy)
+        n = actions.shape[0]
+        for start in range(0, n, chunk_size):
+            index = slice(start, min(start + chunk_size, n))
+            obs_chunk = {key: o[index] for key, o in obs.items()} if isinstance(obs, dict) else obs[index]
+            _, log_prob, _ = policy.evaluate_actions(obs_chunk, actions[index])
+            yield log_prob.sum() / n
+
+    def __repr__(self) -> str:
+        return f"ActionObjective(n_pairs={self.actions.shape[0] if self.actions.ndim else 1})"

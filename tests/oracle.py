@@ -1,0 +1,63 @@
+"""The slow, obvious reference: explicit per-record gradients with autograd. Tests only."""
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import PPO
+
+
+def _record(buffer, step: int, env: int, policy):
+    if isinstance(buffer.observations, dict):
+        obs = {k: th.as_tensor(v[step, env][None], device=policy.device) for k, v in buffer.observations.items()}
+    else:
+        obs = th.as_tensor(buffer.observations[step, env][None], device=policy.device)
+    action = th.as_tensor(buffer.actions[step, env][None].astype(np.float32), device=policy.device)
+    if isinstance(policy.action_space, spaces.Discrete):
+        action = action.long().flatten()
+    return obs, action
+
+
+def oracle_scores(model: PPO, objective_fn=None, direction_fn=None) -> np.ndarray:
+    """
+    I_i = <grad f, -grad l_i> with l_i PPO's per-record loss (ratio form, clipping inactive at theta_k).
+
+    Must be called on an unflattened, full buffer (e.g. from ``_on_rollout_end``).
+
+    :param objective_fn: ``policy -> f(theta)`` (default: the return objective over the buffer).
+    :param direction_fn: optional map applied to grad f (e.g. Adam's preconditioner).
+    """
+    policy, buffer = model.policy, model.rollout_buffer
+    assert not buffer.generator_ready
+    was_training = policy.training
+    policy.set_training_mode(False)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    n_steps, n_envs = buffer.buffer_size, buffer.n_envs
+    raw_adv = th.as_tensor(buffer.advantages, device=policy.device)
+    if objective_fn is None:
+        f = 0.0
+        for step in range(n_steps):
+            for env in range(n_envs):
+                obs, action = _record(buffer, step, env, policy)
+                _, log_prob, _ = policy.evaluate_actions(obs, action)
+                f = f + raw_adv[step, env] * log_prob.sum() / (n_steps * n_envs)
+    else:
+        f = objective_fn(policy)
+    g = [gr if gr is not None else th.zeros_like(p) for gr, p in zip(th.autograd.grad(f, params, allow_unused=True), params)]
+    if direction_fn is not None:
+        g = direction_fn(params, g)
+    adv = raw_adv
+    if model.normalize_advantage:
+        adv = (raw_adv - raw_adv.mean()) / (raw_adv.std() + 1e-8)
+    scores = np.zeros((n_steps, n_envs))
+    for step in range(n_steps):
+        for env in range(n_envs):
+            obs, action = _record(buffer, step, env, policy)
+            values, log_prob, entropy = policy.evaluate_actions(obs, action)
+            ratio = th.exp(log_prob - th.as_tensor(buffer.log_probs[step, env], device=policy.device))
+            entropy = -log_prob if entropy is None else entropy
+            ret = th.as_tensor(buffer.returns[step, env], device=policy.device)
+            loss = (-adv[step, env] * ratio - model.ent_coef * entropy + model.vf_coef * (values.flatten() - ret) ** 2).sum()
+            grads = th.autograd.grad(loss, params, allow_unused=True)
+            scores[step, env] = -sum(float((gi * gr).sum()) for gi, gr in zip(g, grads) if gr is not None)
+    policy.set_training_mode(was_training)
+    return scores

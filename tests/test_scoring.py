@@ -1,0 +1,172 @@
+"""The fast path (objective gradient + forward-mode JVP) against the per-record autograd oracle."""
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import (
+    FakeImageEnv,
+    IdentityEnv,
+    IdentityEnvBox,
+    IdentityEnvMultiBinary,
+    IdentityEnvMultiDiscrete,
+    SimpleMultiObsEnv,
+)
+
+from sb3_influence import ActionObjective, InfluencePPO, MiniGridCNN, RolloutRecords, influence_scores
+from sb3_influence.scoring import adam_precondition
+from tests.oracle import oracle_scores
+
+N_STEPS, N_ENVS = 16, 2
+
+
+class CaptureAtRolloutEnd(BaseCallback):
+    """Runs ``fn(model)`` at the end of the given rollout (1-based) and keeps what it returns."""
+
+    def __init__(self, fn, rollout: int = 2):
+        super().__init__()
+        self.fn, self.rollout, self.count, self.result = fn, rollout, 0, None
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.count += 1
+        if self.count == self.rollout:
+            self.result = self.fn(self.model)
+
+
+def _model(env_fn, policy="MlpPolicy", n_envs=N_ENVS, **kwargs):
+    env = make_vec_env(env_fn, n_envs=n_envs, seed=0)
+    kwargs.setdefault("ent_coef", 0.01)
+    kwargs.setdefault("policy_kwargs", dict(net_arch=[16, 16]))
+    return InfluencePPO(policy, env, n_steps=N_STEPS, batch_size=8, n_epochs=2, seed=0, **kwargs)
+
+
+def _both(model: InfluencePPO, rollout: int = 2, objective=None, objective_fn=None):
+    def fn(m):
+        return m.compute_influence(objective), oracle_scores(m, objective_fn)
+
+    callback = CaptureAtRolloutEnd(fn, rollout)
+    model.learn(N_STEPS * model.n_envs * rollout, callback=callback)
+    assert callback.result is not None
+    return callback.result
+
+
+def _assert_close(fast: np.ndarray, slow: np.ndarray) -> None:
+    assert fast.shape == slow.shape
+    assert np.all(np.isfinite(fast))
+    scale = np.abs(slow).max()
+    assert scale > 0, "degenerate test: every oracle score is zero"
+    assert np.abs(fast - slow).max() <= 1e-3 * scale, (np.abs(fast - slow).max(), scale)
+
+
+SPACES = {
+    "discrete": lambda: IdentityEnv(4, ep_length=8),
+    "box": lambda: IdentityEnvBox(ep_length=8),
+    "multidiscrete": lambda: IdentityEnvMultiDiscrete(3, ep_length=8),
+    "multibinary": lambda: IdentityEnvMultiBinary(3, ep_length=8),
+}
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+@pytest.mark.parametrize("normalize_advantage", [True, False])
+def test_mlp_matches_oracle(space, normalize_advantage):
+    fast, slow = _both(_model(SPACES[space], normalize_advantage=normalize_advantage))
+    _assert_close(fast, slow)
+
+
+def test_gsde_matches_oracle():
+    fast, slow = _both(_model(SPACES["box"], use_sde=True))
+    _assert_close(fast, slow)
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_shared_cnn_matches_oracle(share):
+    # MiniGridCNN shared between actor and critic: the value term flows into the extractor.
+    model = _model(
+        lambda: FakeImageEnv(screen_height=7, screen_width=7, n_channels=3, discrete=True),
+        policy="CnnPolicy",
+        policy_kwargs=dict(features_extractor_class=MiniGridCNN, share_features_extractor=share, net_arch=[16]),
+    )
+    fast, slow = _both(model)
+    _assert_close(fast, slow)
+
+
+def test_nature_cnn_matches_oracle():
+    model = _model(
+        lambda: FakeImageEnv(screen_height=36, screen_width=36, n_channels=1, discrete=False),
+        policy="CnnPolicy",
+        n_envs=1,
+        policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=16), net_arch=[8]),
+    )
+    fast, slow = _both(model)
+    _assert_close(fast, slow)
+
+
+def test_dict_policy_matches_oracle():
+    model = _model(
+        lambda: SimpleMultiObsEnv(random_start=True),
+        policy="MultiInputPolicy",
+        policy_kwargs=dict(net_arch=[16], features_extractor_kwargs=dict(cnn_output_dim=8)),
+    )
+    fast, slow = _both(model)
+    _assert_close(fast, slow)
+
+
+@pytest.mark.parametrize("space", ["discrete", "box"])
+def test_action_objective_matches_oracle(space):
+    env = SPACES[space]()
+    observations = np.stack([env.observation_space.sample() for _ in range(3)])
+    actions = np.stack([env.action_space.sample() for _ in range(3)])
+    objective = ActionObjective(observations, actions)
+
+    def objective_fn(policy):
+        obs, _ = policy.obs_to_tensor(observations)
+        acts = th.as_tensor(actions, device=policy.device)
+        acts = acts.long() if space == "discrete" else acts.float()
+        return policy.evaluate_actions(obs, acts)[1].mean()
+
+    fast, slow = _both(_model(SPACES[space]), objective=objective, objective_fn=objective_fn)
+    _assert_close(fast, slow)
+
+
+def test_adam_preconditioned_matches_oracle():
+    model = _model(SPACES["box"], influence_preconditioner="adam")
+
+    def fn(m):
+        fast = m.compute_influence()
+
+        def direction(params, g):
+            return adam_precondition(m.policy.optimizer, params, g)
+
+        return fast, oracle_scores(m, direction_fn=direction)
+
+    callback = CaptureAtRolloutEnd(fn, rollout=3)
+    model.learn(N_STEPS * N_ENVS * 3, callback=callback)
+    fast, slow = callback.result
+    _assert_close(fast, slow)
+    # and it differs from plain TracIn once Adam has state
+
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 1000])
+def test_chunk_size_does_not_change_scores(chunk_size):
+    model = _model(SPACES["discrete"])
+    model.learn(N_STEPS * N_ENVS)
+    records = RolloutRecords.from_buffer(model.rollout_buffer)
+    ref = influence_scores(model.policy, records, ent_coef=model.ent_coef, vf_coef=model.vf_coef, chunk_size=10**6)
+    got = influence_scores(model.policy, records, ent_coef=model.ent_coef, vf_coef=model.vf_coef, chunk_size=chunk_size)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6 * np.abs(ref).max())
+
+
+def test_scores_after_training_use_the_flattened_buffer_consistently():
+    # After train() the buffer is flattened (env-major); the records view must undo it exactly.
+    model = _model(SPACES["discrete"], filter_fraction=0.0)
+    callback = CaptureAtRolloutEnd(lambda m: RolloutRecords.from_buffer(m.rollout_buffer), rollout=1)
+    model.learn(N_STEPS * N_ENVS, callback=callback)
+    before, after = callback.result, RolloutRecords.from_buffer(model.rollout_buffer)
+    assert model.rollout_buffer.generator_ready
+    for name in ("observations", "actions", "advantages", "returns", "log_probs", "values"):
+        np.testing.assert_array_equal(getattr(before, name), getattr(after, name))
