@@ -1,7 +1,7 @@
 """InfluencePPO: PPO with Iterative Influence-based Filtering (IIF)."""
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -32,6 +32,7 @@ class InfluenceReport:
     :param filter_seconds: Wall-clock time of the keep/drop decision, in seconds.
     :param num_timesteps: ``model.num_timesteps`` when the buffer was scored.
     :param finite: Whether every score was finite (if not, every record was kept).
+    :param update_seconds: Wall-clock time of PPO's update on the kept records (``None`` until it ran).
     """
 
     scores: np.ndarray
@@ -40,19 +41,25 @@ class InfluenceReport:
     filter_seconds: float = 0.0
     num_timesteps: int = 0
     finite: bool = True
-    n_dropped: int = field(init=False)
+    update_seconds: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("scores", "kept"):
             array = np.array(getattr(self, name), copy=True)
             array.flags.writeable = False
             object.__setattr__(self, name, array)
-        object.__setattr__(self, "n_dropped", int(self.kept.size - np.count_nonzero(self.kept)))
+        if self.kept.shape != self.scores.shape or self.kept.dtype != np.bool_:
+            raise ValueError(f"kept must be a boolean mask shaped like scores {self.scores.shape}")
 
     @property
     def n_kept(self) -> int:
         """Number of records the update used."""
         return int(np.count_nonzero(self.kept))
+
+    @property
+    def n_dropped(self) -> int:
+        """Number of records the filter dropped."""
+        return self.kept.size - self.n_kept
 
 
 class InfluencePPO(PPO):
@@ -269,8 +276,10 @@ class InfluencePPO(PPO):
 
     def train(self) -> None:
         """Score and filter the rollout buffer, then run PPO's update on the kept records."""
-        self._filter_rollout()
+        report = self._filter_rollout()
+        start = time.perf_counter()
         super().train()
+        self.last_influence = replace(report, update_seconds=time.perf_counter() - start)
 
     def learn(
         self: SelfInfluencePPO,

@@ -41,6 +41,8 @@ class RolloutRecords:
     :param values: ``V_k(s_i)`` at collection time.
     :param advantages: Raw GAE advantages.
     :param returns: ``R_i = A_i + V_k(s_i)``, the value targets.
+    :param rewards: Rewards ``r_i``.
+    :param episode_starts: 1.0 where ``s_i`` is the first state of an episode (as SB3 stores it).
     :param n_steps: Steps per environment.
     :param n_envs: Number of environments.
     """
@@ -51,6 +53,8 @@ class RolloutRecords:
     values: np.ndarray
     advantages: np.ndarray
     returns: np.ndarray
+    rewards: np.ndarray
+    episode_starts: np.ndarray
     n_steps: int
     n_envs: int
 
@@ -86,6 +90,9 @@ class RolloutRecords:
             values=view(buffer.values).reshape(-1),
             advantages=view(buffer.advantages).reshape(-1),
             returns=view(buffer.returns).reshape(-1),
+            # get() never flattens rewards and episode starts
+            rewards=buffer.rewards.reshape(-1),
+            episode_starts=buffer.episode_starts.reshape(-1),
             n_steps=n_steps,
             n_envs=n_envs,
         )
