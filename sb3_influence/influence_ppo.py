@@ -1,5 +1,6 @@
 """InfluencePPO: PPO with Iterative Influence-based Filtering (IIF)."""
 
+import inspect
 import time
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
@@ -60,6 +61,24 @@ class InfluenceReport:
     def n_dropped(self) -> int:
         """Number of records the filter dropped."""
         return self.kept.size - self.n_kept
+
+
+def _check_policy(policy: BasePolicy) -> None:
+    """Raise a ``ValueError`` naming the policy if influence cannot be computed for it."""
+    name = type(policy).__name__
+    if not isinstance(policy, ActorCriticPolicy):
+        raise ValueError(f"InfluencePPO supports ActorCriticPolicy subclasses only, got {name}")
+    # Scoring calls policy.evaluate_actions(obs, actions), as PPO's train() does.
+    required = [
+        p.name
+        for p in inspect.signature(policy.evaluate_actions).parameters.values()
+        if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(required) > 2:
+        raise ValueError(
+            f"InfluencePPO does not support {name}: its evaluate_actions needs {required}, not just (obs, actions) "
+            "(recurrent policies belong to sb3-contrib's RecurrentPPO, which has no influence support yet)"
+        )
 
 
 class InfluencePPO(PPO):
@@ -155,18 +174,12 @@ class InfluencePPO(PPO):
         influence_preconditioner: str = "none",
         _init_setup_model: bool = True,
     ):
-        check_filter_args(filter_fraction, filter_mode)
-        if influence_objective is not None and not isinstance(influence_objective, InfluenceObjective):
-            raise ValueError(f"influence_objective must be an InfluenceObjective, got {type(influence_objective).__name__}")
-        if isinstance(influence_chunk_size, bool) or not isinstance(influence_chunk_size, int) or influence_chunk_size < 1:
-            raise ValueError(f"influence_chunk_size must be a positive integer, got {influence_chunk_size!r}")
-        if influence_preconditioner not in PRECONDITIONERS:
-            raise ValueError(f"Unknown influence_preconditioner {influence_preconditioner!r}, expected one of {PRECONDITIONERS}")
-        self.filter_fraction = float(filter_fraction)
+        self.filter_fraction = filter_fraction
         self.filter_mode = filter_mode
         self.influence_objective = influence_objective
         self.influence_chunk_size = influence_chunk_size
         self.influence_preconditioner = influence_preconditioner
+        self._check_influence_args()  # fail before the env and policy are built
         self.last_influence: InfluenceReport | None = None
         super().__init__(
             policy,
@@ -197,7 +210,22 @@ class InfluencePPO(PPO):
             _init_setup_model=_init_setup_model,
         )
 
+    def _check_influence_args(self) -> None:
+        # Also run by _setup_model: load(**kwargs) sets attributes without the constructor.
+        check_filter_args(self.filter_fraction, self.filter_mode)
+        self.filter_fraction = float(self.filter_fraction)
+        objective, chunk_size = self.influence_objective, self.influence_chunk_size
+        if objective is not None and not isinstance(objective, InfluenceObjective):
+            raise ValueError(f"influence_objective must be an InfluenceObjective, got {type(objective).__name__}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"influence_chunk_size must be a positive integer, got {chunk_size!r}")
+        if self.influence_preconditioner not in PRECONDITIONERS:
+            raise ValueError(
+                f"Unknown influence_preconditioner {self.influence_preconditioner!r}, expected one of {PRECONDITIONERS}"
+            )
+
     def _setup_model(self) -> None:
+        self._check_influence_args()
         # Plain SB3 buffers (also what a PPO zip stores) become their filtering variants.
         buffer_class = {RolloutBuffer: FilteredRolloutBuffer, DictRolloutBuffer: FilteredDictRolloutBuffer}.get(
             self.rollout_buffer_class, self.rollout_buffer_class  # type: ignore[arg-type]
@@ -211,11 +239,7 @@ class InfluencePPO(PPO):
             )
         self.rollout_buffer_class = buffer_class
         super()._setup_model()
-        if not isinstance(self.policy, ActorCriticPolicy):
-            raise ValueError(
-                f"InfluencePPO supports ActorCriticPolicy subclasses only, got {type(self.policy).__name__} "
-                "(recurrent and action-masking policies belong to sb3-contrib's RecurrentPPO / MaskablePPO)"
-            )
+        _check_policy(self.policy)
         if self.influence_preconditioner == "adam" and not isinstance(self.policy.optimizer, (th.optim.Adam, th.optim.AdamW)):
             raise ValueError(
                 f"influence_preconditioner='adam' needs an Adam or AdamW optimizer, got {type(self.policy.optimizer).__name__}"

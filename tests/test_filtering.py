@@ -1,0 +1,133 @@
+"""The IIF filter rule and the filtering rollout buffer."""
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+
+from sb3_influence import FilteredDictRolloutBuffer, FilteredRolloutBuffer, filter_mask
+from sb3_influence.filtering import n_to_drop
+
+
+def test_negative_mode_drops_floor_p_of_negatives():
+    scores = np.array([3.0, -1.0, -5.0, 2.0, -2.0, -0.5, 0.0, -4.0])  # 5 negatives
+    keep = filter_mask(scores, 0.5, "negative")  # floor(2.5) = 2 lowest: -5 and -4
+    np.testing.assert_array_equal(keep, [True, True, False, True, True, True, True, False])
+    assert filter_mask(scores, 1.0, "negative").sum() == 3  # every negative dropped, zero kept
+    assert filter_mask(scores, 0.0, "negative").all()
+
+
+def test_all_mode_drops_floor_p_of_all():
+    scores = np.array([3.0, 1.0, 2.0, 4.0, 5.0, 6.0, 7.0, 8.0])  # no negative record
+    assert filter_mask(scores, 0.5, "negative").all()
+    keep = filter_mask(scores, 0.25, "all")  # floor(2) lowest: 1 and 2
+    np.testing.assert_array_equal(keep, [True, False, False, True, True, True, True, True])
+
+
+def test_keeps_shape_and_breaks_ties_by_position():
+    scores = -np.ones((3, 2))
+    keep = filter_mask(scores, 0.5, "negative")
+    assert keep.shape == (3, 2)
+    np.testing.assert_array_equal(keep.reshape(-1), [False, False, False, True, True, True])
+
+
+def test_floor_is_robust_to_float_products():
+    assert 0.29 * 100 < 29  # the trap
+    assert n_to_drop(0.29, 100) == 29
+    assert n_to_drop(0.125, 7) == 0
+    assert n_to_drop(1.0, 7) == 7
+
+
+def test_min_keep_bounds_the_drop():
+    scores = -np.arange(1.0, 11.0)
+    keep = filter_mask(scores, 1.0, "negative", min_keep=4)
+    assert keep.sum() == 4
+    np.testing.assert_array_equal(np.flatnonzero(keep), [0, 1, 2, 3])  # the least harmful ones
+
+
+def test_random_mode_uses_its_own_rng():
+    scores = np.zeros(100)
+    state = np.random.get_state()
+    a = filter_mask(scores, 0.3, "random", rng=np.random.default_rng(1))
+    b = filter_mask(scores, 0.3, "random", rng=np.random.default_rng(1))
+    assert np.random.get_state()[1].tolist() == state[1].tolist()
+    np.testing.assert_array_equal(a, b)
+    assert (~a).sum() == 30
+
+
+def test_non_finite_scores_keep_everything():
+    scores = np.array([-1.0, np.nan, -3.0, 2.0])
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        keep = filter_mask(scores, 1.0, "negative")
+    assert keep.all()
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.5, float("nan"), "0.5", True])
+def test_bad_fraction(fraction):
+    with pytest.raises(ValueError, match="filter_fraction"):
+        filter_mask(np.zeros(4), fraction, "negative")
+
+
+def test_bad_mode():
+    with pytest.raises(ValueError, match="filter_mode"):
+        filter_mask(np.zeros(4), 0.5, "worst")
+
+
+def _filled_buffer(cls=FilteredRolloutBuffer, n_steps=6, n_envs=3):
+    obs_space = spaces.Box(-1, 1, (2,)) if cls is not FilteredDictRolloutBuffer else spaces.Dict({"x": spaces.Box(-1, 1, (2,))})
+    buffer = cls(n_steps, obs_space, spaces.Discrete(2), device="cpu", n_envs=n_envs)
+    for step in range(n_steps):
+        # encode (step, env) in the value so the yielded records can be identified
+        ids = np.array([step * n_envs + env for env in range(n_envs)], dtype=np.float32)
+        obs = np.zeros((n_envs, 2), dtype=np.float32)
+        obs = {"x": obs} if cls is FilteredDictRolloutBuffer else obs
+        buffer.add(obs, np.zeros((n_envs, 1)), np.zeros(n_envs), np.zeros(n_envs), th.as_tensor(ids), th.zeros(n_envs))
+    buffer.compute_returns_and_advantage(th.zeros(n_envs), np.zeros(n_envs))
+    return buffer
+
+
+@pytest.mark.parametrize("cls", [FilteredRolloutBuffer, FilteredDictRolloutBuffer])
+def test_buffer_yields_each_kept_record_once(cls):
+    buffer = _filled_buffer(cls)
+    keep = np.ones((6, 3), dtype=bool)
+    keep[[0, 2, 5], [1, 0, 2]] = False
+    buffer.set_keep_mask(keep)
+    for _ in range(2):  # several epochs (flattened on the first)
+        seen = np.concatenate([batch.old_values.numpy() for batch in buffer.get(4)])
+        assert sorted(seen.astype(int).tolist()) == sorted(np.flatnonzero(keep.reshape(-1)).tolist())
+    sizes = [len(batch.old_values) for batch in buffer.get(4)]
+    assert sizes == [4, 4, 4, 3]  # SB3 keeps the last partial minibatch
+
+
+def test_buffer_without_mask_is_sb3_and_rng_advances_identically():
+    ours, theirs = _filled_buffer(), _filled_buffer(RolloutBuffer)
+    np.random.seed(0)
+    a = [b.old_values.numpy() for b in ours.get(5)]
+    np.random.seed(0)
+    b = [b.old_values.numpy() for b in theirs.get(5)]
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    # with a mask, the same permutation is drawn: the global RNG ends in the same state
+    mask = np.ones((6, 3), dtype=bool)
+    mask[0, 0] = False
+    ours.set_keep_mask(mask)
+    np.random.seed(0)
+    list(ours.get(5))
+    after_ours = np.random.random()
+    np.random.seed(0)
+    list(theirs.get(5))
+    assert np.random.random() == after_ours
+
+
+def test_reset_clears_mask_and_bad_masks_raise():
+    buffer = _filled_buffer()
+    with pytest.raises(ValueError, match="shape"):
+        buffer.set_keep_mask(np.ones((3, 6), dtype=bool))
+    with pytest.raises(ValueError, match="shape"):
+        buffer.set_keep_mask(np.ones((6, 3)))
+    with pytest.raises(ValueError, match="at least one"):
+        buffer.set_keep_mask(np.zeros((6, 3), dtype=bool))
+    buffer.set_keep_mask(np.ones((6, 3), dtype=bool))
+    buffer.reset()
+    assert buffer.keep_mask is None

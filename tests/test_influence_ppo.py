@@ -1,0 +1,201 @@
+"""InfluencePPO as a drop-in PPO: filtering in training, bit-identity at p = 0, side effects, errors."""
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import IdentityEnv, IdentityEnvBox, IdentityEnvMultiBinary, SimpleMultiObsEnv
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecNormalize
+
+from sb3_influence import ActionObjective, InfluencePPO, ReturnObjective
+from sb3_influence.influence_ppo import InfluenceReport
+
+KW = dict(n_steps=32, batch_size=16, n_epochs=2, seed=0, policy_kwargs=dict(net_arch=[16]))
+
+
+def _params(model):
+    return [p.detach().clone() for p in model.policy.parameters()]
+
+
+def _assert_same_params(a, b):
+    for x, y in zip(_params(a), _params(b), strict=True):
+        assert th.equal(x, y)
+
+
+@pytest.mark.parametrize(
+    "env_id, policy, extra",
+    [
+        ("CartPole-v1", "MlpPolicy", {}),
+        ("Pendulum-v1", "MlpPolicy", dict(use_sde=True, ent_coef=0.01)),
+        (lambda: SimpleMultiObsEnv(random_start=True), "MultiInputPolicy", {}),
+    ],
+)
+def test_zero_fraction_is_bit_identical_to_ppo(env_id, policy, extra):
+    models = []
+    for cls, kwargs in ((PPO, {}), (InfluencePPO, dict(filter_fraction=0.0))):
+        np.random.seed(0)  # SimpleMultiObsEnv draws its maze from the global RNG
+        env = make_vec_env(env_id, n_envs=2, seed=0)
+        model = cls(policy, env, **KW, **extra, **kwargs)
+        model.learn(32 * 2 * 3)
+        models.append(model)
+    _assert_same_params(*models)
+    assert models[1].last_influence.n_dropped == 0
+
+
+def _count_trained_records(model):
+    """Wrap the buffer's get() to count the records each epoch of train() sees."""
+    counts = []
+    original = model.rollout_buffer.get
+
+    def get(batch_size=None):
+        n = 0
+        for batch in original(batch_size):
+            n += len(batch.advantages)
+            yield batch
+        counts.append(n)
+
+    model.rollout_buffer.get = get
+    return counts
+
+
+@pytest.mark.parametrize("mode", ["negative", "all", "random"])
+def test_update_uses_only_kept_records(mode):
+    model = InfluencePPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), filter_fraction=0.5, filter_mode=mode, **KW)
+    counts = _count_trained_records(model)
+    model.learn(64)
+    report = model.last_influence
+    n = report.scores.size
+    n_neg = int((report.scores < 0).sum())
+    expected_drop = n_neg // 2 if mode == "negative" else n // 2
+    assert report.n_dropped == expected_drop > 0
+    assert counts == [report.n_kept] * model.n_epochs
+    if mode != "random":
+        assert report.scores[~report.kept].max() <= report.scores[report.kept].min()
+
+
+def test_never_fewer_than_one_minibatch():
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", filter_fraction=1.0, filter_mode="all", **KW)
+    model.learn(32)
+    assert model.last_influence.n_kept == model.batch_size
+
+
+class _CallAtRolloutEnd(BaseCallback):
+    def __init__(self, objective=None):
+        super().__init__()
+        self.objective, self.results = objective, []
+
+    def _on_step(self):
+        return True
+
+    def _on_rollout_end(self):
+        buffer = self.model.rollout_buffer
+        before = (buffer.observations.copy(), buffer.advantages.copy(), buffer.actions.copy(), buffer.returns.copy())
+        np_state, th_state = np.random.get_state(), th.get_rng_state()
+        params = _params(self.model)
+        grads = [None if p.grad is None else p.grad.clone() for p in self.model.policy.parameters()]
+        scores = self.model.compute_influence(self.objective)
+        assert np.array_equal(np.random.get_state()[1], np_state[1]) and th.equal(th.get_rng_state(), th_state)
+        for x, y in zip(before, (buffer.observations, buffer.advantages, buffer.actions, buffer.returns), strict=True):
+            np.testing.assert_array_equal(x, y)
+        for x, y in zip(params, _params(self.model), strict=True):
+            assert th.equal(x, y)
+        for g, p in zip(grads, self.model.policy.parameters(), strict=True):
+            assert (g is None and p.grad is None) or th.equal(g, p.grad)
+        self.results.append(scores)
+
+
+def test_compute_influence_from_callback_changes_nothing():
+    env_fn = lambda: IdentityEnv(3, ep_length=8)  # noqa: E731
+    plain = InfluencePPO("MlpPolicy", make_vec_env(env_fn, n_envs=2, seed=0), **KW)
+    plain.learn(32 * 2 * 2)
+    probed = InfluencePPO("MlpPolicy", make_vec_env(env_fn, n_envs=2, seed=0), **KW)
+    callback = _CallAtRolloutEnd(ActionObjective(np.array([0, 1]), np.array([0, 1])))
+    probed.learn(32 * 2 * 2, callback=callback)
+    assert len(callback.results) == 2 and callback.results[0].shape == (32, 2)
+    _assert_same_params(plain, probed)  # training proceeded exactly as without the probe
+    np.testing.assert_array_equal(plain.last_influence.scores, probed.last_influence.scores)
+
+
+def test_compute_influence_matches_last_report_and_objective_default():
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", influence_objective=ReturnObjective(), **KW)
+    callback = _CallAtRolloutEnd()
+    model.learn(32, callback=callback)
+    np.testing.assert_array_equal(callback.results[0], model.last_influence.scores)
+
+
+def test_report_is_frozen_and_read_only():
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", **KW)
+    model.learn(32)
+    report = model.last_influence
+    assert isinstance(report, InfluenceReport)
+    assert report.scores.shape == report.kept.shape == (32, 1) and report.kept.dtype == bool
+    assert report.seconds > 0 and report.update_seconds is not None and report.num_timesteps == 32
+    with pytest.raises(Exception):
+        report.seconds = 1.0
+    with pytest.raises(ValueError):
+        report.scores[0, 0] = 1.0
+
+
+def test_non_finite_scores_warn_and_keep_everything(monkeypatch):
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", filter_fraction=1.0, **KW)
+    monkeypatch.setattr(model, "compute_influence", lambda objective=None: np.full((32, 1), np.nan))
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        model.learn(64)
+    assert model.last_influence.n_dropped == 0 and not model.last_influence.finite
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(filter_fraction=-0.1), "filter_fraction"),
+        (dict(filter_fraction=1.01), "filter_fraction"),
+        (dict(filter_mode="bottom"), "filter_mode"),
+        (dict(influence_chunk_size=0), "influence_chunk_size"),
+        (dict(influence_objective="return"), "influence_objective"),
+        (dict(influence_preconditioner="lbfgs"), "influence_preconditioner"),
+        (dict(influence_preconditioner="adam", policy_kwargs=dict(optimizer_class=th.optim.SGD)), "Adam"),
+        (dict(rollout_buffer_class=type("MyBuffer", (RolloutBuffer,), {})), "MyBuffer"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        InfluencePPO("MlpPolicy", "CartPole-v1", **kwargs)
+
+
+def test_unsupported_policy_is_named():
+    from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+
+    with pytest.raises(ValueError, match="RecurrentActorCriticPolicy"):
+        InfluencePPO(RecurrentActorCriticPolicy, "CartPole-v1")
+
+
+@pytest.mark.parametrize(
+    "env_fn, normalize", [(lambda: IdentityEnvBox(ep_length=8), True), (lambda: IdentityEnvMultiBinary(3, ep_length=8), False)]
+)
+def test_vecnormalize_progress_bar_and_callbacks(env_fn, normalize):
+    pytest.importorskip("tqdm")
+    pytest.importorskip("rich")
+    env = make_vec_env(env_fn, n_envs=2, seed=0)
+    env = VecNormalize(env) if normalize else env
+    model = InfluencePPO("MlpPolicy", env, filter_fraction=0.5, **KW)
+    callback = _CallAtRolloutEnd()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.learn(32 * 2 * 2, callback=callback, progress_bar=True)
+    assert len(callback.results) == 2
+    assert model.last_influence.n_dropped > 0
+
+
+def test_learns_cartpole():
+    # A smoke test that filtering does not break learning: random play scores about 20.
+    model = InfluencePPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=4, seed=0), n_steps=128, batch_size=64, seed=0)
+    model.learn(12_000)
+    mean_reward, _ = evaluate_policy(model, gym.make("CartPole-v1"), n_eval_episodes=10, deterministic=True)
+    assert mean_reward > 100
