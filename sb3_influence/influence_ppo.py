@@ -228,10 +228,13 @@ class InfluencePPO(PPO):
         self._check_influence_args()
         # Plain SB3 buffers (also what a PPO zip stores) become their filtering variants.
         buffer_class = {RolloutBuffer: FilteredRolloutBuffer, DictRolloutBuffer: FilteredDictRolloutBuffer}.get(
-            self.rollout_buffer_class, self.rollout_buffer_class  # type: ignore[arg-type]
+            self.rollout_buffer_class,
+            self.rollout_buffer_class,  # type: ignore[arg-type]
         )
         if buffer_class is None:
-            buffer_class = FilteredDictRolloutBuffer if isinstance(self.observation_space, spaces.Dict) else FilteredRolloutBuffer
+            buffer_class = (
+                FilteredDictRolloutBuffer if isinstance(self.observation_space, spaces.Dict) else FilteredRolloutBuffer
+            )
         if not (isinstance(buffer_class, type) and issubclass(buffer_class, FilterMixin)):
             raise ValueError(
                 f"InfluencePPO cannot filter with rollout_buffer_class={getattr(buffer_class, '__name__', buffer_class)}: "

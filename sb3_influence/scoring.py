@@ -78,7 +78,7 @@ def adam_precondition(
     """
     settings = {id(p): group for group in optimizer.param_groups for p in group["params"]}
     out: list[th.Tensor | None] = []
-    for p, g in zip(params, grads):
+    for p, g in zip(params, grads, strict=True):
         state = optimizer.state.get(p, {})
         if g is None or "exp_avg_sq" not in state or id(p) not in settings:
             out.append(g)
@@ -170,7 +170,7 @@ def influence_scores(
         grads = objective_gradient(policy, objective, records, params, chunk_size)
         if optimizer is not None:
             grads = adam_precondition(optimizer, params, grads)
-        tangents = {p: g.detach() for p, g in zip(params, grads) if g is not None}
+        tangents = {p: g.detach() for p, g in zip(params, grads, strict=True) if g is not None}
         scores = th.zeros(records.n, dtype=th.float32, device=device)
         if not tangents:  # f does not depend on the parameters: nothing has influence
             return scores.double().cpu().numpy().reshape(records.n_steps, records.n_envs)

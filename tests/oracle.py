@@ -42,7 +42,10 @@ def oracle_scores(model: PPO, objective_fn=None, direction_fn=None) -> np.ndarra
                 f = f + raw_adv[step, env] * log_prob.sum() / (n_steps * n_envs)
     else:
         f = objective_fn(policy)
-    g = [gr if gr is not None else th.zeros_like(p) for gr, p in zip(th.autograd.grad(f, params, allow_unused=True), params)]
+    g = [
+        gr if gr is not None else th.zeros_like(p)
+        for gr, p in zip(th.autograd.grad(f, params, allow_unused=True), params, strict=True)
+    ]
     if direction_fn is not None:
         g = direction_fn(params, g)
     adv = raw_adv
@@ -58,6 +61,6 @@ def oracle_scores(model: PPO, objective_fn=None, direction_fn=None) -> np.ndarra
             ret = th.as_tensor(buffer.returns[step, env], device=policy.device)
             loss = (-adv[step, env] * ratio - model.ent_coef * entropy + model.vf_coef * (values.flatten() - ret) ** 2).sum()
             grads = th.autograd.grad(loss, params, allow_unused=True)
-            scores[step, env] = -sum(float((gi * gr).sum()) for gi, gr in zip(g, grads) if gr is not None)
+            scores[step, env] = -sum(float((gi * gr).sum()) for gi, gr in zip(g, grads, strict=True) if gr is not None)
     policy.set_training_mode(was_training)
     return scores

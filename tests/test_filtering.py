@@ -75,7 +75,9 @@ def test_bad_mode():
 
 
 def _filled_buffer(cls=FilteredRolloutBuffer, n_steps=6, n_envs=3):
-    obs_space = spaces.Box(-1, 1, (2,)) if cls is not FilteredDictRolloutBuffer else spaces.Dict({"x": spaces.Box(-1, 1, (2,))})
+    obs_space = (
+        spaces.Box(-1, 1, (2,)) if cls is not FilteredDictRolloutBuffer else spaces.Dict({"x": spaces.Box(-1, 1, (2,))})
+    )
     buffer = cls(n_steps, obs_space, spaces.Discrete(2), device="cpu", n_envs=n_envs)
     for step in range(n_steps):
         # encode (step, env) in the value so the yielded records can be identified

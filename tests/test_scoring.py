@@ -150,7 +150,6 @@ def test_adam_preconditioned_matches_oracle():
     # and it differs from plain TracIn once Adam has state
 
 
-
 @pytest.mark.parametrize("chunk_size", [1, 5, 1000])
 def test_chunk_size_does_not_change_scores(chunk_size):
     model = _model(SPACES["discrete"])

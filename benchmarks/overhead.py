@@ -1,0 +1,142 @@
+"""
+Influence scoring cost as a ratio: scoring time / one PPO epoch on the same buffer, same process.
+
+For each case one rollout is collected, then, interleaved ``--repeats`` times:
+- scoring: ``model.compute_influence()`` (objective gradient + forward-mode JVP over the whole buffer);
+- one epoch: PPO's own ``train()`` with ``n_epochs=1`` on the full buffer (parameters and optimizer state are
+  restored after each repeat, so every repeat sees the same buffer and weights).
+The medians of both and their ratio are reported. Usage::
+
+    python benchmarks/overhead.py --repeats 7 --output benchmarks/overhead.md
+"""
+
+import argparse
+import copy
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import minigrid  # noqa: F401  (registers the MiniGrid ids)
+import torch as th
+from minigrid.wrappers import ImgObsWrapper
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_influence import InfluencePPO, MiniGridCNN
+
+
+@dataclass
+class Case:
+    name: str
+    env_fn: Callable[[], gym.Env]
+    policy: str
+    n_envs: int
+    n_steps: int
+    policy_kwargs: dict[str, Any]
+
+
+def _lunar() -> gym.Env:
+    return gym.make("LunarLander-v3")
+
+
+def _minigrid() -> gym.Env:
+    return ImgObsWrapper(gym.make("MiniGrid-Empty-8x8-v0"))
+
+
+SGD = dict(optimizer_class=th.optim.SGD)
+CASES = [
+    Case("MLP 64x64, 2048 records (1x2048)", _lunar, "MlpPolicy", 1, 2048, dict(net_arch=[64, 64], **SGD)),
+    Case("MLP 64x64, 16384 records (16x1024)", _lunar, "MlpPolicy", 16, 1024, dict(net_arch=[64, 64], **SGD)),
+    Case("MLP 256x256, 2048 records", _lunar, "MlpPolicy", 1, 2048, dict(net_arch=[256, 256], **SGD)),
+    Case(
+        "MiniGrid CNN (shared), 2048 records",
+        _minigrid,
+        "CnnPolicy",
+        1,
+        2048,
+        dict(features_extractor_class=MiniGridCNN, net_arch=[64, 64], **SGD),
+    ),
+]
+
+
+def _collect(case: Case, device: str) -> InfluencePPO:
+    env = make_vec_env(case.env_fn, n_envs=case.n_envs, seed=0)
+    model = InfluencePPO(
+        case.policy,
+        env,
+        learning_rate=5e-3,
+        n_steps=case.n_steps,
+        batch_size=64,
+        n_epochs=1,
+        max_grad_norm=1e10,
+        policy_kwargs=case.policy_kwargs,
+        seed=0,
+        device=device,
+    )
+    # Fill the buffer exactly as learn() does, without an update.
+    total, callback = model._setup_learn(case.n_steps * case.n_envs, None)
+    callback.on_training_start(locals(), globals())
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=case.n_steps)
+    return model
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        th.cuda.synchronize()
+
+
+def measure(case: Case, repeats: int, device: str) -> dict[str, float]:
+    model = _collect(case, device)
+    policy_state = copy.deepcopy(model.policy.state_dict())
+    optim_state = copy.deepcopy(model.policy.optimizer.state_dict())
+    score_times, epoch_times = [], []
+    model.compute_influence()  # warm-up
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        model.compute_influence()
+        _sync(device)
+        score_times.append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        PPO.train(model)  # one epoch of PPO's own update over the whole buffer
+        _sync(device)
+        epoch_times.append(time.perf_counter() - start)
+        model.policy.load_state_dict(policy_state)
+        model.policy.optimizer.load_state_dict(optim_state)
+    score, epoch = statistics.median(score_times), statistics.median(epoch_times)
+    return dict(records=case.n_steps * case.n_envs, score=score, epoch=epoch, ratio=score / epoch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--output", default=None, help="write a markdown table here")
+    args = parser.parse_args()
+    if args.threads:
+        th.set_num_threads(args.threads)
+    header = "| case | records | scoring (ms) | one PPO epoch (ms) | scoring / epoch |\n|---|---|---|---|---|"
+    rows = []
+    for case in CASES:
+        r = measure(case, args.repeats, args.device)
+        rows.append(f"| {case.name} | {r['records']} | {1e3 * r['score']:.1f} | {1e3 * r['epoch']:.1f} | {r['ratio']:.3f} |")
+        print(rows[-1], flush=True)
+    machine = (
+        f"{platform.processor() or platform.machine()}, {th.get_num_threads()} torch threads, device {args.device}, "
+        f"torch {th.__version__}, Python {platform.python_version()}"
+    )
+    text = f"Medians of {args.repeats} interleaved repeats. Machine: {machine}.\n\n{header}\n" + "\n".join(rows) + "\n"
+    print("\n" + text)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
