@@ -63,6 +63,10 @@ class InfluenceReport:
         return self.kept.size - self.n_kept
 
 
+def _is_filtering_buffer(buffer_class: Any) -> bool:
+    return isinstance(buffer_class, type) and issubclass(buffer_class, FilterMixin) and issubclass(buffer_class, RolloutBuffer)
+
+
 def _check_policy(policy: BasePolicy) -> None:
     """Raise a ``ValueError`` naming the policy if influence cannot be computed for it."""
     name = type(policy).__name__
@@ -227,15 +231,11 @@ class InfluencePPO(PPO):
     def _setup_model(self) -> None:
         self._check_influence_args()
         # Plain SB3 buffers (also what a PPO zip stores) become their filtering variants.
-        buffer_class = {RolloutBuffer: FilteredRolloutBuffer, DictRolloutBuffer: FilteredDictRolloutBuffer}.get(
-            self.rollout_buffer_class,
-            self.rollout_buffer_class,  # type: ignore[arg-type]
-        )
-        if buffer_class is None:
-            buffer_class = (
-                FilteredDictRolloutBuffer if isinstance(self.observation_space, spaces.Dict) else FilteredRolloutBuffer
-            )
-        if not (isinstance(buffer_class, type) and issubclass(buffer_class, FilterMixin)):
+        buffer_class: Any = self.rollout_buffer_class
+        if buffer_class is None or buffer_class in (RolloutBuffer, DictRolloutBuffer):
+            is_dict = isinstance(self.observation_space, spaces.Dict)
+            buffer_class = FilteredDictRolloutBuffer if is_dict else FilteredRolloutBuffer
+        if not _is_filtering_buffer(buffer_class):
             raise ValueError(
                 f"InfluencePPO cannot filter with rollout_buffer_class={getattr(buffer_class, '__name__', buffer_class)}: "
                 "use RolloutBuffer/DictRolloutBuffer (the default) or a subclass of sb3_influence.buffers.FilterMixin"
