@@ -169,3 +169,10 @@ def test_scores_after_training_use_the_flattened_buffer_consistently():
     assert model.rollout_buffer.generator_ready
     for name in ("observations", "actions", "advantages", "returns", "log_probs", "values"):
         np.testing.assert_array_equal(getattr(before, name), getattr(after, name))
+
+
+@pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("space", ["discrete", "box"])
+def test_cuda_matches_oracle(space):
+    fast, slow = _both(_model(SPACES[space], device="cuda"))
+    _assert_close(fast, slow)
