@@ -1,6 +1,8 @@
 """sb3-influence: influence-based data attribution and Iterative Influence-based Filtering for Stable-Baselines3 PPO."""
 
 from sb3_influence.buffers import FilteredDictRolloutBuffer, FilteredRolloutBuffer, FilterMixin
+from sb3_influence.callbacks import BehaviorTimelineCallback, InfluenceDiagnosticsCallback
+from sb3_influence.explain import ExplainedRecord, Explanation, explain_action
 from sb3_influence.filtering import filter_mask
 from sb3_influence.influence_ppo import InfluencePPO, InfluenceReport
 from sb3_influence.objectives import ActionObjective, InfluenceObjective, ReturnObjective
@@ -11,9 +13,13 @@ from sb3_influence.version import __version__
 
 __all__ = [
     "ActionObjective",
+    "BehaviorTimelineCallback",
+    "ExplainedRecord",
+    "Explanation",
     "FilterMixin",
     "FilteredDictRolloutBuffer",
     "FilteredRolloutBuffer",
+    "InfluenceDiagnosticsCallback",
     "InfluenceObjective",
     "InfluencePPO",
     "InfluenceReport",
@@ -21,6 +27,7 @@ __all__ = [
     "ReturnObjective",
     "RolloutRecords",
     "__version__",
+    "explain_action",
     "filter_mask",
     "influence_scores",
 ]

@@ -1,0 +1,326 @@
+"""
+Explaining a trained model's action: which experience, collected with the model as in training, pushes it
+towards taking ``a*`` in ``s*``? (The action objective of METHOD.md section 1, on a fresh rollout.)
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import GymEnv
+from stable_baselines3.common.utils import obs_as_tensor
+
+from sb3_influence.objectives import ActionObjective
+from sb3_influence.records import NumpyObs, RolloutRecords, select_obs
+from sb3_influence.scoring import influence_scores
+
+
+@dataclass(frozen=True)
+class ExplainedRecord:
+    """
+    One record of an :class:`Explanation`.
+
+    :param rank: 0 for the most positive score (the record that most pushes towards the action).
+    :param index: Flat step-major index ``step * n_envs + env``.
+    :param step: Step in the rollout.
+    :param env: Environment index.
+    :param observation: The state ``s_i`` (as the buffer stores it).
+    :param action: The action ``a_i`` (as the buffer stores it).
+    :param advantage: The raw GAE advantage ``A_hat_i``.
+    :param return_: The value target ``R_i = A_hat_i + V(s_i)``.
+    :param reward: The reward ``r_i``.
+    :param score: The influence ``I_i`` on ``log pi(a*|s*)``.
+    """
+
+    rank: int
+    index: int
+    step: int
+    env: int
+    observation: Any
+    action: np.ndarray
+    advantage: float
+    return_: float
+    reward: float
+    score: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """
+    The records of a rollout ranked by their influence on ``log pi(a*|s*)``, returned by :func:`explain_action`.
+
+    A positive score means a PPO gradient step on that record makes the model more likely to take ``a*`` in
+    ``s*``; a negative one, less likely. The per-rank arrays are in ranked order (most positive first), so
+    ``steps[0]``, ``envs[0]``, ``observations[0]``, ... describe the most supportive record.
+
+    :param scores: Influence scores in buffer layout ``(n_steps, n_envs)``.
+    :param order: Flat step-major indices (``step * n_envs + env``) ranked by score, most positive first
+        (ties by index; non-finite scores last): ``np.argsort(-scores.reshape(-1), kind="stable")``.
+    :param steps: Step of each ranked record.
+    :param envs: Environment of each ranked record.
+    :param observations: Observations of the ranked records (array, or dict of arrays for Dict spaces).
+    :param actions: Actions of the ranked records (as the buffer stores them: ``(n, action_dim)``).
+    :param advantages: Raw GAE advantages of the ranked records.
+    :param returns: Value targets ``R = A_hat + V`` of the ranked records.
+    :param rewards: Rewards of the ranked records.
+    :param ranked_scores: Scores of the ranked records (``scores.reshape(-1)[order]``).
+    :param observation: The explained observation ``s*``.
+    :param action: The explained action ``a*``.
+    :param log_prob: ``log pi(a*|s*)`` under the model (mean over pairs if several were given).
+    :param records: The collected rollout (unranked), e.g. to score it again with
+        :func:`~sb3_influence.influence_scores`.
+    """
+
+    scores: np.ndarray
+    order: np.ndarray
+    steps: np.ndarray
+    envs: np.ndarray
+    observations: NumpyObs
+    actions: np.ndarray
+    advantages: np.ndarray
+    returns: np.ndarray
+    rewards: np.ndarray
+    ranked_scores: np.ndarray
+    observation: Any
+    action: Any
+    log_prob: float
+    records: RolloutRecords
+
+    def __len__(self) -> int:
+        return int(self.order.size)
+
+    def __getitem__(self, rank: int) -> ExplainedRecord:
+        n = len(self)
+        if not -n <= rank < n:
+            raise IndexError(f"rank {rank} out of range for {n} records")
+        rank = rank % n
+        obs = self.observations
+        return ExplainedRecord(
+            rank=rank,
+            index=int(self.order[rank]),
+            step=int(self.steps[rank]),
+            env=int(self.envs[rank]),
+            observation={key: o[rank] for key, o in obs.items()} if isinstance(obs, dict) else obs[rank],
+            action=self.actions[rank],
+            advantage=float(self.advantages[rank]),
+            return_=float(self.returns[rank]),
+            reward=float(self.rewards[rank]),
+            score=float(self.ranked_scores[rank]),
+        )
+
+    def __iter__(self) -> Iterator[ExplainedRecord]:
+        return (self[rank] for rank in range(len(self)))
+
+    def top(self, k: int = 10) -> list[ExplainedRecord]:
+        """
+        The ``k`` records that most push the model towards the action, most positive first.
+
+        :param k: How many.
+        :return: Records.
+        """
+        return [self[rank] for rank in range(min(k, len(self)))]
+
+    def bottom(self, k: int = 10) -> list[ExplainedRecord]:
+        """
+        The ``k`` records that most push the model away from the action, most negative first.
+
+        :param k: How many.
+        :return: Records.
+        """
+        return [self[rank] for rank in range(len(self) - 1, max(len(self) - 1 - k, -1), -1)]
+
+    def table(self, k: int = 5) -> str:
+        """
+        A plain-text table of the top-k and bottom-k records.
+
+        :param k: Records per part.
+        :return: The table.
+        """
+        from sb3_influence.callbacks import format_value
+
+        header = f"{'rank':>5} {'step':>6} {'env':>4} {'action':>10} {'advantage':>10} {'return':>10} {'score':>11}  obs"
+
+        def lines(records: list[ExplainedRecord]) -> list[str]:
+            return [
+                f"{r.rank:>5} {r.step:>6} {r.env:>4} {format_value(r.action):>10} {r.advantage:>10.4g} "
+                f"{r.return_:>10.4g} {r.score:>11.4g}  {format_value(r.observation)}"
+                for r in records
+            ]
+
+        n_positive = int(np.count_nonzero(self.ranked_scores > 0))
+        return "\n".join(
+            [
+                f"Explanation of action {format_value(self.action)} in observation {format_value(self.observation)} "
+                f"(log pi = {self.log_prob:.4g}): {len(self)} records, {n_positive} with positive influence",
+                f"Top {min(k, len(self))} (push towards the action):",
+                header,
+                *lines(self.top(k)),
+                f"Bottom {min(k, len(self))} (push away from the action):",
+                header,
+                *lines(self.bottom(k)),
+            ]
+        )
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def collect_rollout(
+    model: BaseAlgorithm,
+    env: GymEnv | str,
+    n_steps: int,
+    seed: int | None = None,
+) -> RolloutBuffer:
+    """
+    Collect ``n_steps`` per environment with the model's policy (stochastic, as in training) into a fresh rollout
+    buffer with GAE (the model's ``gamma`` and ``gae_lambda``), the way SB3's ``collect_rollouts`` does (time-limit
+    truncations bootstrapped with the critic).
+
+    The model is left alone: not its buffer, ``_last_obs``, ``num_timesteps`` or logger, and the global torch RNG
+    is restored afterwards (sampling uses a forked RNG seeded with ``seed``, or fresh OS entropy). The environment
+    is reset first (with ``seed`` if given).
+
+    :param model: A PPO-like model with an :class:`~stable_baselines3.common.policies.ActorCriticPolicy`.
+    :param env: The environment: a ``VecEnv``, a gymnasium env or an id, wrapped like SB3 does (``Monitor`` and
+        ``DummyVecEnv`` for a gymnasium env, ``VecTransposeImage`` for channel-last images); its spaces must then be
+        the model's.
+    :param n_steps: Steps per environment.
+    :param seed: Seeds the environment reset and the action sampling.
+    :return: A full ``RolloutBuffer`` (``DictRolloutBuffer`` for Dict observations) with advantages computed.
+    """
+    policy = model.policy
+    if not isinstance(policy, ActorCriticPolicy):
+        raise ValueError(f"explain_action needs an ActorCriticPolicy, got {type(policy).__name__}")
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be positive, got {n_steps}")
+    env = model._wrap_env(gym.make(env) if isinstance(env, str) else env, verbose=0)
+    if env.observation_space != model.observation_space or env.action_space != model.action_space:
+        raise ValueError(
+            f"The environment's spaces ({env.observation_space}, {env.action_space}) differ from the model's "
+            f"({model.observation_space}, {model.action_space})"
+        )
+    buffer_class = DictRolloutBuffer if isinstance(model.observation_space, spaces.Dict) else RolloutBuffer
+    buffer = buffer_class(
+        n_steps,
+        model.observation_space,  # type: ignore[arg-type]
+        model.action_space,
+        device=model.device,
+        gamma=float(model.gamma),  # type: ignore[attr-defined]
+        gae_lambda=float(getattr(model, "gae_lambda", 1.0)),
+        n_envs=env.num_envs,
+    )
+    devices = [model.device.index or 0] if model.device.type == "cuda" else []
+    torch_seed = seed if seed is not None else int(np.random.SeedSequence().entropy % (2**63))  # type: ignore[operator]
+    was_training = policy.training
+    with th.random.fork_rng(devices=devices):
+        th.manual_seed(torch_seed)
+        policy.set_training_mode(False)
+        try:
+            if seed is not None:
+                env.seed(seed)
+            last_obs = env.reset()
+            last_starts = np.ones((env.num_envs,), dtype=bool)
+            if getattr(model, "use_sde", False):
+                policy.reset_noise(env.num_envs)
+            sde_freq = int(getattr(model, "sde_sample_freq", -1))
+            dones = last_starts
+            for step in range(n_steps):
+                if getattr(model, "use_sde", False) and sde_freq > 0 and step % sde_freq == 0:
+                    policy.reset_noise(env.num_envs)
+                with th.no_grad():
+                    actions, values, log_probs = policy(obs_as_tensor(last_obs, model.device))  # type: ignore[arg-type]
+                actions_np = actions.cpu().numpy()
+                clipped = actions_np
+                if isinstance(model.action_space, spaces.Box):
+                    if policy.squash_output:
+                        clipped = policy.unscale_action(clipped)
+                    else:
+                        clipped = np.clip(actions_np, model.action_space.low, model.action_space.high)
+                new_obs, rewards, dones, infos = env.step(clipped)
+                if isinstance(model.action_space, spaces.Discrete):
+                    actions_np = actions_np.reshape(-1, 1)
+                for idx, done in enumerate(dones):
+                    info = infos[idx]
+                    if done and info.get("terminal_observation") is not None and info.get("TimeLimit.truncated", False):
+                        terminal_obs = policy.obs_to_tensor(info["terminal_observation"])[0]
+                        with th.no_grad():
+                            terminal_value = policy.predict_values(terminal_obs)[0]  # type: ignore[arg-type]
+                        rewards[idx] += float(model.gamma) * terminal_value.item()  # type: ignore[attr-defined]
+                buffer.add(last_obs, actions_np, rewards, last_starts, values, log_probs)  # type: ignore[arg-type]
+                last_obs, last_starts = new_obs, dones
+            with th.no_grad():
+                last_values = policy.predict_values(obs_as_tensor(last_obs, model.device))  # type: ignore[arg-type]
+            buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
+        finally:
+            policy.set_training_mode(was_training)
+    return buffer
+
+
+def explain_action(
+    model: BaseAlgorithm,
+    env: GymEnv | str,
+    observation: Any,
+    action: Any,
+    n_steps: int = 2048,
+    seed: int | None = None,
+) -> Explanation:
+    """
+    Which experience makes a trained model take ``action`` in ``observation``?
+
+    Collects a rollout of ``n_steps`` per environment with the model's policy (see :func:`collect_rollout`; the
+    model itself is not changed), scores every record with the action objective
+    ``f(theta) = log pi_theta(action | observation)`` (:class:`~sb3_influence.ActionObjective`) at the model's
+    current parameters, with the model's PPO loss settings (``ent_coef``, ``vf_coef``, ``normalize_advantage``;
+    Adam preconditioning if an :class:`~sb3_influence.InfluencePPO` uses it), and ranks the records. These are the
+    scores ``model.compute_influence(ActionObjective(observation, action))`` would give on that rollout.
+    Works for :class:`~stable_baselines3.PPO` and :class:`~sb3_influence.InfluencePPO`.
+
+    :param model: A PPO-like model (``ActorCriticPolicy``).
+    :param env: The environment to collect in: a ``VecEnv``, a gymnasium env or an id (see :func:`collect_rollout`).
+        Use the same wrappers as in training (e.g. a ``VecNormalize`` with ``training=False``). It is reset.
+    :param observation: ``s*`` as the environment returns it (after wrappers such as ``VecNormalize``), or a batch.
+    :param action: ``a*`` (one per observation).
+    :param n_steps: Steps per environment to collect.
+    :param seed: Seeds the environment and the action sampling (``None``: fresh randomness; the global RNGs are
+        not consumed either way).
+    :return: The ranked records.
+    """
+    objective = ActionObjective(observation, action)
+    buffer = collect_rollout(model, env, n_steps, seed)
+    records = RolloutRecords.from_buffer(buffer)
+    adam = getattr(model, "influence_preconditioner", "none") == "adam"
+    scores = influence_scores(
+        model.policy,  # type: ignore[arg-type]
+        records,
+        objective,
+        ent_coef=float(model.ent_coef),  # type: ignore[attr-defined]
+        vf_coef=float(model.vf_coef),  # type: ignore[attr-defined]
+        normalize_advantage=bool(model.normalize_advantage),  # type: ignore[attr-defined]
+        chunk_size=int(getattr(model, "influence_chunk_size", 2048)),
+        optimizer=model.policy.optimizer if adam else None,
+    )
+    order = np.argsort(-scores.reshape(-1), kind="stable")
+    log_prob = objective.value(model.policy, records)  # type: ignore[arg-type]
+    return Explanation(
+        scores=scores,
+        order=order,
+        steps=order // records.n_envs,
+        envs=order % records.n_envs,
+        observations=select_obs(records.observations, order),
+        actions=np.asarray(records.actions)[order],
+        advantages=np.asarray(records.advantages)[order],
+        returns=np.asarray(records.returns)[order],
+        rewards=np.asarray(records.rewards)[order],
+        ranked_scores=scores.reshape(-1)[order],
+        observation=objective.observations,
+        action=objective.actions,
+        log_prob=log_prob,
+        records=records,
+    )
