@@ -11,8 +11,9 @@ class MiniGridCNN(BaseFeaturesExtractor):
     The paper's small CNN for MiniGrid's 7x7x3 ``ImgObsWrapper`` images (too small for ``NatureCNN``):
     conv 3x3 (16) - ReLU - conv 3x3 (32) - ReLU - flatten - linear (``features_dim``) - ReLU.
 
-    Use with ``policy_kwargs=dict(features_extractor_class=MiniGridCNN, net_arch=dict(pi=[64, 64], vf=[64, 64]))``
-    and ``normalize_images=False`` is not needed: the observation space is a uint8 image, SB3 scales it to [0, 1].
+    Use with ``policy="CnnPolicy"`` and
+    ``policy_kwargs=dict(features_extractor_class=MiniGridCNN, net_arch=dict(pi=[64, 64], vf=[64, 64]))``.
+    The observations are uint8 images, which SB3 transposes to channel-first and scales to [0, 1].
 
     :param observation_space: An image space, channel-first after SB3's ``VecTransposeImage`` (``(3, 7, 7)``).
     :param features_dim: Size of the output features.
