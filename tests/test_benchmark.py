@@ -1,0 +1,160 @@
+"""Tests of the benchmark runner and summaries (sb3_influence.benchmark)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch as th
+
+from sb3_influence.benchmark.metrics import aggregate, compute_metrics, first_reach, rt_peak
+from sb3_influence.benchmark.plots import plot_all, plot_env, summarize_env
+from sb3_influence.benchmark.runner import (
+    COLUMNS,
+    build_model,
+    load_hyperparams,
+    parse_algo_spec,
+    read_run_csv,
+    resolve_config,
+    run_main,
+    write_run_csv,
+)
+
+TINY = ["--set", "n_envs=1", "n_steps=64", "batch_size=32", "n_epochs=2", "--n-timesteps", "128", "--eval-episodes", "2"]
+
+
+def test_parse_algo_spec() -> None:
+    plain = parse_algo_spec("ppo")
+    assert (plain.algo, plain.overrides, plain.label) == ("ppo", {}, "ppo")
+    random_mode = parse_algo_spec("influence_ppo:filter_mode=random")
+    assert random_mode.algo == "influence_ppo"
+    assert random_mode.overrides == {"filter_mode": "random"}
+    assert random_mode.label == "influence_ppo:filter_mode=random"
+    both = parse_algo_spec("influence_ppo: filter_fraction=1.0, filter_mode=all")
+    assert both.overrides == {"filter_fraction": 1.0, "filter_mode": "all"}
+    assert isinstance(both.overrides["filter_fraction"], float)
+    assert both.label == "influence_ppo:filter_fraction=1.0,filter_mode=all"
+    assert ":" not in both.slug and "," not in both.slug
+    with pytest.raises(ValueError, match="Unknown algorithm"):
+        parse_algo_spec("a2c")
+    with pytest.raises(ValueError, match="key=value"):
+        parse_algo_spec("influence_ppo:filter_fraction")
+
+
+def test_pairing_gives_equal_initial_parameters() -> None:
+    for env_id in ("CartPole-v1", "FrozenLake-v1"):
+        models = {
+            algo: build_model(algo, env_id, load_hyperparams(resolve_config(algo), env_id), seed=3)
+            for algo in ("ppo", "influence_ppo")
+        }
+        ppo, iif = models["ppo"].policy.state_dict(), models["influence_ppo"].policy.state_dict()
+        assert ppo.keys() == iif.keys()
+        for key in ppo:
+            assert th.equal(ppo[key], iif[key]), key
+        other = build_model("ppo", env_id, load_hyperparams(resolve_config("ppo"), env_id), seed=4).policy.state_dict()
+        assert any(not th.equal(ppo[key], other[key]) for key in ppo)
+
+
+def test_tiny_end_to_end_run(tmp_path: Path) -> None:
+    out = tmp_path / "CartPole-v1"
+    argv = ["--env", "CartPole-v1", "--seeds", "0", "--out", str(out), "--no-progress", *TINY]
+    paths = run_main([*argv, "--algos", "ppo", "influence_ppo", "influence_ppo:filter_mode=random"])
+    assert sorted(p.name for p in paths) == [
+        "influence_ppo__filter_mode=random_seed0.csv",
+        "influence_ppo_seed0.csv",
+        "ppo_seed0.csv",
+    ]
+    iif = read_run_csv(out / "influence_ppo_seed0.csv")
+    for key in ("env", "algo", "seed", "hyperparameters", "sb3_influence", "stable_baselines3", "torch", "gymnasium"):
+        assert key in iif.metadata
+    for key in ("numpy", "python", "command", "hostname", "cpu"):
+        assert key in iif.metadata
+    assert iif.metadata["env"] == "CartPole-v1" and iif.metadata["algo"] == "influence_ppo"
+    assert '"n_steps": 64' in iif.metadata["hyperparameters"]
+    assert '"filter_fraction": 0.5' in iif.metadata["hyperparameters"]
+    assert tuple(iif.columns) == COLUMNS
+    np.testing.assert_array_equal(iif.columns["iteration"], [0, 1, 2])
+    np.testing.assert_array_equal(iif.columns["timesteps"], [0, 64, 128])
+    assert np.all(iif.columns["collect_s"][1:] > 0) and np.all(iif.columns["update_s"][1:] > 0)
+    assert np.all(iif.columns["score_s"][1:] > 0)
+    assert np.all((iif.columns["kept_fraction"] > 0) & (iif.columns["kept_fraction"] <= 1))
+    ppo = read_run_csv(out / "ppo_seed0.csv")
+    assert np.all(ppo.columns["score_s"] == 0) and np.all(ppo.columns["n_dropped"] == 0)
+    random_run = read_run_csv(out / "influence_ppo__filter_mode=random_seed0.csv")
+    assert '"filter_mode": "random"' in random_run.metadata["hyperparameters"]
+    # The summary pairs both variants with PPO, and the plots are written.
+    summaries = summarize_env(out)
+    assert [s.variant for s in summaries] == ["influence_ppo", "influence_ppo:filter_mode=random"]
+    assert plot_env(out, tmp_path / "env.png").stat().st_size > 0
+    assert plot_all([out, out], tmp_path / "all.png").stat().st_size > 0
+
+
+def _rows(curve: list[float], seconds: list[float], score: float) -> list[dict[str, float]]:
+    rows = [
+        dict(
+            iteration=0,
+            timesteps=0,
+            eval_mean=-99.0,
+            eval_std=0.0,
+            collect_s=0,
+            score_s=0,
+            update_s=0,
+            n_dropped=0,
+            kept_fraction=1,
+        )
+    ]
+    for i, (value, sec) in enumerate(zip(curve, seconds, strict=True), start=1):
+        rows.append(
+            dict(
+                iteration=i,
+                timesteps=64 * i,
+                eval_mean=value,
+                eval_std=0.0,
+                collect_s=sec / 2,
+                score_s=score,
+                update_s=sec / 2 - score,
+                n_dropped=0,
+                kept_fraction=1.0,
+            )
+        )
+    return rows
+
+
+def test_summarize_matches_metrics(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    expected, expected_rt = [], []
+    for seed in range(3):
+        ppo_curve = list(np.cumsum(rng.random(8)))
+        iif_curve = list(np.cumsum(rng.random(8)) * 1.3)
+        ppo_sec, iif_sec = list(1 + rng.random(8)), list(0.5 + rng.random(8))
+        write_run_csv(
+            tmp_path / f"ppo_seed{seed}.csv", {"env": "Toy-v0", "algo": "ppo", "seed": seed}, _rows(ppo_curve, ppo_sec, 0)
+        )
+        write_run_csv(
+            tmp_path / f"influence_ppo_seed{seed}.csv",
+            {"env": "Toy-v0", "algo": "influence_ppo", "seed": seed},
+            _rows(iif_curve, iif_sec, 0.01),
+        )
+        # What was written, as read back (values are written with 6 significant digits).
+        ppo_run, iif_run = (
+            read_run_csv(tmp_path / f"ppo_seed{seed}.csv"),
+            read_run_csv(tmp_path / f"influence_ppo_seed{seed}.csv"),
+        )
+        seconds = [
+            np.cumsum(r.columns["collect_s"][1:] + r.columns["score_s"][1:] + r.columns["update_s"][1:])
+            for r in (ppo_run, iif_run)
+        ]
+        expected.append(compute_metrics(ppo_run.columns["eval_mean"][1:], iif_run.columns["eval_mean"][1:], *seconds))
+        ppo_c = ppo_run.columns["eval_mean"][1:]
+        m = first_reach(ppo_c, ppo_c.max())
+        assert m is not None
+        expected_rt.append(rt_peak(ppo_c[:m], iif_run.columns["eval_mean"][1:], seconds[1], seconds[0][:m]))
+    (summary,) = summarize_env(tmp_path)
+    assert summary.variant == "influence_ppo" and summary.seeds == [0, 1, 2] and summary.env == "Toy-v0"
+    for seed, metrics in enumerate(expected):
+        assert summary.per_seed[seed] == metrics
+    assert summary.se_ave == aggregate([m.se_ave for m in expected])
+    assert summary.se_peak == aggregate([m.se_peak for m in expected])
+    assert summary.rt_peak == aggregate([float(m.rt_peak) for m in expected])  # type: ignore[arg-type]
+    assert summary.rt_to_ppo_peak == aggregate(expected_rt)
+    assert summary.iterations == 8 and summary.timesteps == 8 * 64
+    assert summary.score_s == pytest.approx(0.01)
