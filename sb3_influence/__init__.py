@@ -8,7 +8,7 @@ from sb3_influence.influence_ppo import InfluencePPO, InfluenceReport
 from sb3_influence.objectives import ActionObjective, InfluenceObjective, ReturnObjective
 from sb3_influence.policies import MiniGridCNN
 from sb3_influence.records import RolloutRecords
-from sb3_influence.scoring import influence_scores
+from sb3_influence.scoring import influence_scores, model_influence_scores
 from sb3_influence.version import __version__
 
 __all__ = [
@@ -30,4 +30,5 @@ __all__ = [
     "explain_action",
     "filter_mask",
     "influence_scores",
+    "model_influence_scores",
 ]

@@ -37,7 +37,7 @@ from sb3_influence.diagnostics import (
 from sb3_influence.influence_ppo import InfluencePPO
 from sb3_influence.objectives import ActionObjective, InfluenceObjective
 from sb3_influence.records import NumpyObs, RolloutRecords
-from sb3_influence.scoring import influence_scores
+from sb3_influence.scoring import model_influence_scores
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure as MplFigure
@@ -73,18 +73,6 @@ def _policy(model: Any) -> ActorCriticPolicy:
     if not isinstance(policy, ActorCriticPolicy):
         raise ValueError(f"influence diagnostics need an ActorCriticPolicy, got {type(policy).__name__}")
     return policy
-
-
-def _scoring_kwargs(model: Any, chunk_size: int) -> dict[str, Any]:
-    """The PPO loss settings of the model, for :func:`~sb3_influence.scoring.influence_scores`."""
-    adam = getattr(model, "influence_preconditioner", "none") == "adam"
-    return {
-        "ent_coef": float(model.ent_coef),
-        "vf_coef": float(model.vf_coef),
-        "normalize_advantage": bool(model.normalize_advantage),
-        "chunk_size": int(getattr(model, "influence_chunk_size", chunk_size)),
-        "optimizer": model.policy.optimizer if adam else None,
-    }
 
 
 def format_value(value: Any, max_items: int = 6) -> str:
@@ -276,9 +264,7 @@ class InfluenceDiagnosticsCallback(BaseCallback):
             pending = _Pending(records=records, num_timesteps=self.num_timesteps)
             if not isinstance(self.model, InfluencePPO):
                 start = time.perf_counter()
-                pending.scores = influence_scores(
-                    _policy(self.model), records, self.objective, **_scoring_kwargs(self.model, self.chunk_size)
-                )
+                pending.scores = model_influence_scores(self.model, records, self.objective, self.chunk_size)
                 pending.scored_at = time.perf_counter()
                 pending.seconds = pending.scored_at - start
             self._pending = pending
@@ -531,10 +517,9 @@ class BehaviorTimelineCallback(BaseCallback):
         policy = _policy(self.model)
         records = RolloutRecords.from_buffer(self.model.rollout_buffer)  # type: ignore[attr-defined]
         embeddings = policy_embeddings(policy, records.observations, self.embedding, self.chunk_size)
-        kwargs = _scoring_kwargs(self.model, self.chunk_size)
         actions = np.asarray(records.actions).reshape(records.n, -1)
         for name, objective in self.probes.items():
-            scores = influence_scores(policy, records, objective, **kwargs).reshape(-1)
+            scores = model_influence_scores(self.model, records, objective, self.chunk_size).reshape(-1)
             values = self._measure(objective, scores, embeddings, actions)
             values["log_prob"] = objective.value(policy, records, self.chunk_size)
             for key, value in values.items():

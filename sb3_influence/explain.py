@@ -19,7 +19,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 
 from sb3_influence.objectives import ActionObjective
 from sb3_influence.records import NumpyObs, RolloutRecords, select_obs
-from sb3_influence.scoring import influence_scores
+from sb3_influence.scoring import model_influence_scores
 
 
 @dataclass(frozen=True)
@@ -295,17 +295,7 @@ def explain_action(
     objective = ActionObjective(observation, action)
     buffer = collect_rollout(model, env, n_steps, seed)
     records = RolloutRecords.from_buffer(buffer)
-    adam = getattr(model, "influence_preconditioner", "none") == "adam"
-    scores = influence_scores(
-        model.policy,  # type: ignore[arg-type]
-        records,
-        objective,
-        ent_coef=float(model.ent_coef),  # type: ignore[attr-defined]
-        vf_coef=float(model.vf_coef),  # type: ignore[attr-defined]
-        normalize_advantage=bool(model.normalize_advantage),  # type: ignore[attr-defined]
-        chunk_size=int(getattr(model, "influence_chunk_size", 2048)),
-        optimizer=model.policy.optimizer if adam else None,
-    )
+    scores = model_influence_scores(model, records, objective)
     order = np.argsort(-scores.reshape(-1), kind="stable")
     log_prob = objective.value(model.policy, records)  # type: ignore[arg-type]
     return Explanation(

@@ -16,8 +16,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from sb3_influence.buffers import FilteredDictRolloutBuffer, FilteredRolloutBuffer, FilterMixin
 from sb3_influence.filtering import check_filter_args, filter_mask
 from sb3_influence.objectives import InfluenceObjective, ReturnObjective
-from sb3_influence.records import RolloutRecords
-from sb3_influence.scoring import PRECONDITIONERS, influence_scores
+from sb3_influence.scoring import PRECONDITIONERS, model_influence_scores
 
 SelfInfluencePPO = TypeVar("SelfInfluencePPO", bound="InfluencePPO")
 
@@ -267,16 +266,7 @@ class InfluencePPO(PPO):
         """
         if objective is None:
             objective = self.influence_objective if self.influence_objective is not None else ReturnObjective()
-        return influence_scores(
-            self.policy,
-            RolloutRecords.from_buffer(self.rollout_buffer),
-            objective,
-            ent_coef=float(self.ent_coef),
-            vf_coef=float(self.vf_coef),
-            normalize_advantage=self.normalize_advantage,
-            chunk_size=self.influence_chunk_size,
-            optimizer=self.policy.optimizer if self.influence_preconditioner == "adam" else None,
-        )
+        return model_influence_scores(self, objective=objective)
 
     def _filter_rollout(self) -> InfluenceReport:
         """Score the full buffer at ``theta_k`` and set the buffer's keep mask (the IIF step)."""

@@ -13,6 +13,7 @@ where ``D`` is the derivative along ``g``. Per-record gradients are never materi
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -188,6 +189,37 @@ def influence_scores(
     finally:
         policy.set_training_mode(was_training)
     return scores.double().cpu().numpy().reshape(records.n_steps, records.n_envs)
+
+
+def model_influence_scores(
+    model: Any,
+    records: RolloutRecords | None = None,
+    objective: InfluenceObjective | None = None,
+    chunk_size: int = 2048,
+) -> np.ndarray:
+    """
+    :func:`influence_scores` with a PPO model's own loss settings (``ent_coef``, ``vf_coef``,
+    ``normalize_advantage``), its ``influence_chunk_size`` and, when ``influence_preconditioner="adam"``, Adam's
+    preconditioner. Works for :class:`~sb3_influence.InfluencePPO` and a plain SB3 ``PPO``.
+
+    :param model: A PPO model with an ``ActorCriticPolicy``.
+    :param records: The records to score (default: the model's full rollout buffer).
+    :param objective: The objective (default :class:`~sb3_influence.ReturnObjective`).
+    :param chunk_size: Records per forward pass when the model has no ``influence_chunk_size``.
+    :return: Scores ``(n_steps, n_envs)``.
+    """
+    records = RolloutRecords.from_buffer(model.rollout_buffer) if records is None else records
+    adam = getattr(model, "influence_preconditioner", "none") == "adam"
+    return influence_scores(
+        model.policy,
+        records,
+        objective,
+        ent_coef=float(model.ent_coef),
+        vf_coef=float(model.vf_coef),
+        normalize_advantage=bool(model.normalize_advantage),
+        chunk_size=int(getattr(model, "influence_chunk_size", chunk_size)),
+        optimizer=model.policy.optimizer if adam else None,
+    )
 
 
 def _tangent(x: th.Tensor) -> th.Tensor:
