@@ -29,6 +29,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_influence import InfluencePPO, MiniGridCNN
+from sb3_influence.benchmark.runner import cpu_name
 
 
 @dataclass
@@ -114,17 +115,6 @@ def measure(case: Case, repeats: int, device: str) -> dict[str, float]:
     return dict(records=case.n_steps * case.n_envs, score=score, epoch=epoch, ratio=score / epoch)
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -141,7 +131,7 @@ def main() -> None:
         rows.append(f"| {case.name} | {r['records']} | {1e3 * r['score']:.1f} | {1e3 * r['epoch']:.1f} | {r['ratio']:.3f} |")
         print(rows[-1], flush=True)
     machine = (
-        f"{_cpu_name()} ({os.cpu_count()} logical CPUs), {th.get_num_threads()} torch threads, device {args.device}, "
+        f"{cpu_name()} ({os.cpu_count()} logical CPUs), {th.get_num_threads()} torch threads, device {args.device}, "
         f"torch {th.__version__}, Python {platform.python_version()}"
     )
     command = " ".join(["python benchmarks/overhead.py", *sys.argv[1:]])

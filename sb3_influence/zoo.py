@@ -35,6 +35,7 @@ import yaml
 from rl_zoo3 import hyperparams_opt, utils
 from rl_zoo3.exp_manager import ExperimentManager
 
+from sb3_influence.configs import config_path
 from sb3_influence.influence_ppo import InfluencePPO
 
 ALGO_NAME = "influence_ppo"
@@ -53,30 +54,6 @@ Sampler = Callable[[optuna.Trial, int, int, dict], dict[str, Any]]
 _CONFIG_POLICY_KWARGS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "sb3_influence_zoo_config_policy_kwargs", default=None
 )
-
-
-def config_dir() -> Path:
-    """
-    Folder of the packaged rl-zoo3 configs: ``sb3_influence/zoo_configs`` (package data, a link to the
-    repository's top-level ``zoo_configs/`` in a checkout), else the checkout's ``zoo_configs/``.
-
-    :return: The folder holding ``influence_ppo.yml``, ``ppo.yml`` and their variants.
-    """
-    packaged = Path(__file__).resolve().parent / "zoo_configs"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parent.parent / "zoo_configs"
-
-
-def config_path(name: str) -> Path | None:
-    """
-    Path of a packaged config.
-
-    :param name: Algorithm or config name, with or without ``.yml`` (``"influence_ppo"``, ``"ppo_adam.yml"``).
-    :return: The config file, or ``None`` when the package has none of that name.
-    """
-    path = config_dir() / (name if name.endswith((".yml", ".yaml")) else f"{name}.yml")
-    return path if path.is_file() and path.parent == config_dir() else None
 
 
 def sample_influence_ppo_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:

@@ -14,12 +14,11 @@ import yaml
 from stable_baselines3 import PPO
 
 from sb3_influence import InfluencePPO, MiniGridCNN
+from sb3_influence.configs import config_dir, config_path
 from sb3_influence.zoo import (
     ALGO_NAME,
     FILTER_FRACTIONS,
     best_params,
-    config_dir,
-    config_path,
     main,
     merge_policy_kwargs,
     register,

@@ -54,6 +54,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from sb3_influence.configs import config_dir
+
 #: Columns of a run's CSV, in order.
 COLUMNS = (
     "iteration",
@@ -148,12 +150,12 @@ def parse_algo_spec(spec: str) -> AlgoSpec:
 
 
 def _repo_config_dirs() -> list[Path]:
-    return [Path.cwd() / "zoo_configs", Path(__file__).resolve().parents[2] / "zoo_configs"]
+    return [Path.cwd() / "zoo_configs", config_dir()]
 
 
 def resolve_config(name: str) -> Path:
     """
-    Find a config: an existing path, else ``zoo_configs/<name>[.yml]`` in the working directory or the checkout.
+    Find a config: an existing path, else ``zoo_configs/<name>[.yml]`` in the working directory or the packaged configs.
 
     :param name: A path or a config name (``"ppo"``, ``"influence_ppo_adam"``).
     :return: The config file.
@@ -349,7 +351,8 @@ class RunSpec:
         return params
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model from ``/proc/cpuinfo`` (else what ``platform`` knows), for benchmark metadata."""
     try:
         with open("/proc/cpuinfo") as file:
             for line in file:
@@ -380,7 +383,7 @@ def environment_metadata() -> dict[str, str]:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "hostname": socket.gethostname(),
-        "cpu": f"{_cpu_name()} ({os.cpu_count()} logical CPUs)",
+        "cpu": f"{cpu_name()} ({os.cpu_count()} logical CPUs)",
         "torch_threads": str(th.get_num_threads()),
     }
 
