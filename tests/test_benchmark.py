@@ -7,7 +7,7 @@ import pytest
 import torch as th
 
 from sb3_influence.benchmark.metrics import aggregate, compute_metrics, first_reach, rt_peak
-from sb3_influence.benchmark.plots import plot_all, plot_env, summarize_env
+from sb3_influence.benchmark.plots import markdown_table, plot_all, plot_env, summarize_env
 from sb3_influence.benchmark.runner import (
     COLUMNS,
     build_model,
@@ -158,3 +158,6 @@ def test_summarize_matches_metrics(tmp_path: Path) -> None:
     assert summary.rt_to_ppo_peak == aggregate(expected_rt)
     assert summary.iterations == 8 and summary.timesteps == 8 * 64
     assert summary.score_s == pytest.approx(0.01)
+    medians = [100 * np.median([getattr(m, name) for m in expected]) for name in ("se_ave", "se_peak", "rt_peak")]
+    per_seed_line = markdown_table([summary]).splitlines()[-1]
+    assert per_seed_line.endswith("; median: " + " / ".join(f"{value:.1f}" for value in medians))

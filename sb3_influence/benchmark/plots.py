@@ -232,13 +232,17 @@ def markdown_table(summaries: Sequence[VariantSummary]) -> str:
             f"| {_ret(s.peak_variant)} | {s.score_s:.3f} s | {ratio:.3f} | {s.update_s_baseline:.2f} s / "
             f"{s.update_s_variant:.2f} s | {s.collect_s:.2f} s | {s.kept_fraction:.3f} |"
         )
-    lines += ["", "Per seed (SE_ave / SE_peak / RT_peak, %):", ""]
+    lines += ["", "Per seed (SE_ave / SE_peak / RT_peak, %), then the median over seeds (robust to one failed seed):", ""]
     for s in summaries:
         cells = ", ".join(
             f"seed {seed}: {100 * m.se_ave:.1f} / {100 * m.se_peak:.1f} / {100 * float(m.rt_peak or math.nan):.1f}"
             for seed, m in s.per_seed.items()
         )
-        lines.append(f"- {s.env}, {s.variant}: {cells}")
+        medians = [np.median([getattr(m, name) for m in s.per_seed.values()]) for name in ("se_ave", "se_peak")] + [
+            np.median([float(m.rt_peak) for m in s.per_seed.values() if m.rt_peak is not None] or [math.nan])
+        ]
+        median = " / ".join(f"{100 * value:.1f}" for value in medians)
+        lines.append(f"- {s.env}, {s.variant}: {cells}; median: {median}")
     return "\n".join(lines) + "\n"
 
 
