@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch as th
 
-from sb3_influence.benchmark.metrics import aggregate, compute_metrics, first_reach, rt_peak
+from sb3_influence.benchmark.metrics import aggregate, compute_metrics, first_reach, rt_peak, se_band
 from sb3_influence.benchmark.plots import markdown_table, plot_all, plot_env, summarize_env
 from sb3_influence.benchmark.runner import (
     COLUMNS,
@@ -156,6 +156,14 @@ def test_summarize_matches_metrics(tmp_path: Path) -> None:
     assert summary.se_peak == aggregate([m.se_peak for m in expected])
     assert summary.rt_peak == aggregate([float(m.rt_peak) for m in expected])  # type: ignore[arg-type]
     assert summary.rt_to_ppo_peak == aggregate(expected_rt)
+    mids = [
+        se_band(
+            read_run_csv(tmp_path / f"ppo_seed{seed}.csv").columns["eval_mean"][1:],
+            read_run_csv(tmp_path / f"influence_ppo_seed{seed}.csv").columns["eval_mean"][1:],
+        )
+        for seed in range(3)
+    ]
+    assert summary.se_mid == aggregate(mids)
     assert summary.iterations == 8 and summary.timesteps == 8 * 64
     assert summary.score_s == pytest.approx(0.01)
     medians = [100 * np.median([getattr(m, name) for m in expected]) for name in ("se_ave", "se_peak", "rt_peak")]

@@ -16,6 +16,7 @@ from sb3_influence.benchmark.metrics import (
     rt_peak,
     sample_efficiency,
     se_ave,
+    se_band,
     se_peak,
 )
 
@@ -105,6 +106,26 @@ def test_different_lengths_and_slower_iif():
     assert se_peak(ppo, iif) == pytest.approx(-1.0)
     # IIF reaches 3 at iteration 4, t = 8; PPO's run takes 4 -> RT_peak = 1 - 8/4 = -1.
     assert rt_peak(ppo, iif, [2, 4, 6, 8, 10, 12], [2, 4]) == pytest.approx(-1.0)
+
+
+def test_se_band_keeps_only_the_levels_inside_the_band():
+    ppo = [0.0, 0.1, 0.5, 0.9, 1.0]  # new bests 0, .1, .5, .9, 1 at iterations 1..5 (range 0..1)
+    iif = [0.0, 0.5, 0.9, 1.0, 1.0]  # reaches .1 and .5 at 2, .9 at 3, 1 at 4
+    # Band [0.1, 0.9] keeps levels .1, .5, .9: SE = 1 - 2/2, 1 - 2/3, 1 - 3/4.
+    expected = np.mean([0.0, 1 - 2 / 3, 1 - 3 / 4])
+    assert se_band(ppo, iif) == pytest.approx(expected)
+    # The full band is SE_ave; levels .0 (SE 0) and 1.0 (1 - 4/5) come back in.
+    assert se_band(ppo, iif, 0.0, 1.0) == pytest.approx(se_ave(ppo, iif))
+    # A band between two levels has none: nan. A flat PPO curve: nan.
+    assert math.isnan(se_band(ppo, iif, 0.2, 0.4))
+    assert math.isnan(se_band([1.0, 1.0], iif))
+    # Levels are relative to PPO's range: shifting both curves changes nothing.
+    assert se_band([v - 7 for v in ppo], [v - 7 for v in iif]) == pytest.approx(expected)
+    # Never reached inside the band: penalised with T_IIF + 1, or nan.
+    assert se_band(ppo, [0.0, 0.2, 0.2]) == pytest.approx(np.mean([1 - 2 / 2, 1 - 4 / 3, 1 - 4 / 4]))
+    assert math.isnan(se_band(ppo, [0.0, 0.2, 0.2], never_reached="nan"))
+    with pytest.raises(ValueError, match="low <= high"):
+        se_band(ppo, iif, 0.9, 0.1)
 
 
 def test_aggregate_known_values():

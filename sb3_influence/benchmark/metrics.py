@@ -49,6 +49,7 @@ __all__ = [
     "rt_peak",
     "sample_efficiency",
     "se_ave",
+    "se_band",
     "se_peak",
 ]
 
@@ -207,6 +208,44 @@ def se_peak(ppo_curve: ArrayLike1D, iif_curve: ArrayLike1D, *, never_reached: Ne
     ppo = _as_curve(ppo_curve, "ppo_curve")
     iif = _as_curve(iif_curve, "iif_curve")
     return _se(ppo, iif, float(ppo.max()), never_reached)
+
+
+def se_band(
+    ppo_curve: ArrayLike1D,
+    iif_curve: ArrayLike1D,
+    low: float = 0.1,
+    high: float = 0.9,
+    *,
+    never_reached: NeverReached = "penalise",
+) -> float:
+    """Mean SE over the PPO new bests that lie between two fractions of PPO's range (not a metric of the paper).
+
+    A level ``v`` is kept when ``low <= (v - min) / (max - min) <= high``, ``min`` and ``max`` being those of the
+    PPO curve. With the default 10-90% band this leaves out the levels that evaluation noise creates around the
+    initial policy's return and on the final plateau, where both methods' first-reach iterations are close to
+    random; what remains measures the speed-up while PPO is actually learning.
+
+    :param ppo_curve: PPO's evaluated returns at iterations ``1..T_PPO``.
+    :param iif_curve: IIF's evaluated returns at iterations ``1..T_IIF``.
+    :param low: the band's lower end, a fraction of PPO's range in ``[0, 1]``.
+    :param high: the band's upper end, in ``[low, 1]``.
+    :param never_reached: convention when IIF never reaches a level (see :func:`sample_efficiency`).
+    :return: the mean SE over the band's levels, or ``nan`` when no new best lies in the band (a flat curve).
+    :raises ValueError: on invalid curves or band.
+    """
+    _check_never_reached(never_reached)
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"need 0 <= low <= high <= 1, got low={low}, high={high}")
+    ppo = _as_curve(ppo_curve, "ppo_curve")
+    iif = _as_curve(iif_curve, "iif_curve")
+    span = float(ppo.max() - ppo.min())
+    if span == 0.0:
+        return float("nan")
+    tol = 1e-9  # a level exactly on an end of the band stays in it despite rounding
+    levels = [float(v) for v in new_best_levels(ppo) if low - tol <= (v - ppo.min()) / span <= high + tol]
+    if not levels:
+        return float("nan")
+    return float(np.mean([_se(ppo, iif, v, never_reached) for v in levels]))
 
 
 def rt_peak(

@@ -31,6 +31,7 @@ from sb3_influence.benchmark.metrics import (
     first_reach,
     format_pct,
     rt_peak,
+    se_band,
 )
 from sb3_influence.benchmark.runner import RunData, read_run_csv
 
@@ -86,6 +87,8 @@ class VariantSummary:
     :param se_ave: Aggregate of SE_ave.
     :param se_peak: Aggregate of SE_peak.
     :param rt_peak: Aggregate of RT_peak.
+    :param se_mid: Aggregate of :func:`~sb3_influence.benchmark.metrics.se_band` (10-90% of PPO's range), over the
+        seeds where it is defined: the speed-up while PPO is learning, without the noise-made levels at both ends.
     :param rt_to_ppo_peak: Aggregate of ``1 - t_IIF(m_IIF(peak)) / t_PPO(m_PPO(peak))``: the run-time reduction
         against PPO's time to its own peak (not to the end of its run), a stricter, supplementary figure.
     :param final_baseline: Aggregate of the baseline's final evaluated return.
@@ -110,6 +113,7 @@ class VariantSummary:
     se_peak: Aggregate
     rt_peak: Aggregate
     rt_to_ppo_peak: Aggregate
+    se_mid: Aggregate
     final_baseline: Aggregate
     final_variant: Aggregate
     peak_baseline: Aggregate
@@ -122,6 +126,12 @@ class VariantSummary:
     iterations: int
     timesteps: int
     eval_episodes: str
+
+
+def _aggregate_finite(values: list[float]) -> Aggregate:
+    """:func:`aggregate` of the finite values; all-``nan`` fields when there are none."""
+    finite = [v for v in values if math.isfinite(v)]
+    return aggregate(finite) if finite else Aggregate(math.nan, math.nan, math.nan, math.nan, 0)
 
 
 def _rt_to_ppo_peak(ppo: RunData, iif: RunData) -> float:
@@ -177,6 +187,7 @@ def summarize_env(folder: str | Path, baseline: str = BASELINE) -> list[VariantS
                 se_peak=aggregate([m.se_peak for m in per_seed.values()]),
                 rt_peak=aggregate([float(m.rt_peak) for m in per_seed.values() if m.rt_peak is not None]),
                 rt_to_ppo_peak=aggregate([_rt_to_ppo_peak(base[seed], runs[label][seed]) for seed in seeds]),
+                se_mid=_aggregate_finite([se_band(curve(base[seed]), curve(runs[label][seed])) for seed in seeds]),
                 final_baseline=aggregate([curve(run)[-1] for run in base_runs]),
                 final_variant=aggregate([curve(run)[-1] for run in variant_runs]),
                 peak_baseline=aggregate([curve(run).max() for run in base_runs]),
@@ -210,14 +221,16 @@ def markdown_table(summaries: Sequence[VariantSummary]) -> str:
     :return: The markdown.
     """
     lines = [
-        "| env | variant | seeds | iters (steps) | eval eps | SE_ave | SE_peak | RT_peak | RT vs PPO's time to its peak |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| env | variant | seeds | iters (steps) | eval eps | SE_ave | SE_peak | RT_peak | RT vs PPO's time to its peak "
+        "| SE over PPO's 10-90% levels |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         lines.append(
             f"| {s.env} | {s.variant} | {len(s.seeds)} | {s.iterations} ({s.timesteps:,}) | {s.eval_episodes} "
             f"| {format_pct(s.se_ave)} {_ci(s.se_ave)} | {format_pct(s.se_peak)} {_ci(s.se_peak)} "
-            f"| {format_pct(s.rt_peak)} {_ci(s.rt_peak)} | {format_pct(s.rt_to_ppo_peak)} {_ci(s.rt_to_ppo_peak)} |"
+            f"| {format_pct(s.rt_peak)} {_ci(s.rt_peak)} | {format_pct(s.rt_to_ppo_peak)} {_ci(s.rt_to_ppo_peak)} "
+            f"| {format_pct(s.se_mid)} {_ci(s.se_mid)} |"
         )
     lines += [
         "",
