@@ -87,10 +87,10 @@ class VariantSummary:
     :param se_ave: Aggregate of SE_ave.
     :param se_peak: Aggregate of SE_peak.
     :param rt_peak: Aggregate of RT_peak.
-    :param se_mid: Aggregate of :func:`~sb3_influence.benchmark.metrics.se_band` (10-90% of PPO's range), over the
-        seeds where it is defined: the speed-up while PPO is learning, without the noise-made levels at both ends.
     :param rt_to_ppo_peak: Aggregate of ``1 - t_IIF(m_IIF(peak)) / t_PPO(m_PPO(peak))``: the run-time reduction
         against PPO's time to its own peak (not to the end of its run), a stricter, supplementary figure.
+    :param se_mid: Aggregate of :func:`~sb3_influence.benchmark.metrics.se_band` (10-90% of PPO's range), over the
+        seeds where it is defined: the speed-up while PPO is learning, without the noise-made levels at both ends.
     :param final_baseline: Aggregate of the baseline's final evaluated return.
     :param final_variant: Aggregate of the variant's final evaluated return.
     :param peak_baseline: Aggregate of the baseline's peak evaluated return.
