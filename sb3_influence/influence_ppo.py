@@ -2,6 +2,7 @@
 
 import inspect
 import time
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
 
@@ -14,11 +15,15 @@ from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticP
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
 from sb3_influence.buffers import FilteredDictRolloutBuffer, FilteredRolloutBuffer, FilterMixin
-from sb3_influence.filtering import check_filter_args, filter_mask
+from sb3_influence.filtering import adaptive_filter_mask, check_filter_args, filter_mask, round_to_minibatches
 from sb3_influence.objectives import InfluenceObjective, ReturnObjective
-from sb3_influence.scoring import PRECONDITIONERS, model_influence_scores
+from sb3_influence.records import RolloutRecords
+from sb3_influence.scoring import PRECONDITIONERS, model_crossfit_scores, model_influence_scores
 
 SelfInfluencePPO = TypeVar("SelfInfluencePPO", bound="InfluencePPO")
+
+#: ``filter_fraction`` when none is given, per ``filter_mode``: the adaptive rule is capped by its test only.
+DEFAULT_FILTER_FRACTIONS: dict[str, float] = {"adaptive": 1.0, "negative": 0.125, "all": 0.125, "random": 0.125}
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,13 @@ class InfluenceReport:
     :param seconds: Wall-clock time of the scoring (gradient + JVP), in seconds.
     :param filter_seconds: Wall-clock time of the keep/drop decision, in seconds.
     :param num_timesteps: ``model.num_timesteps`` when the buffer was scored.
-    :param finite: Whether every score was finite (if not, every record was kept).
-    :param update_seconds: Wall-clock time of PPO's update on the kept records (``None`` until it ran).
+    :param finite: Whether every record had a finite reward, advantage, return and score (records that did not
+        were left out of the update).
+    :param update_seconds: Wall-clock time of PPO's update on the kept records (``None`` until it ran; also
+        ``None`` when no record was left to update on and the update was skipped).
+    :param reliability: The adaptive rule's split reliability of the cross-fitted scores (NaN in the fixed modes).
+    :param noise_std: The adaptive rule's pooled standard error of the cross-fitted scores (NaN in the fixed modes).
+    :param n_nonfinite: Number of records left out because their data or score was not finite.
     """
 
     scores: np.ndarray
@@ -42,6 +52,9 @@ class InfluenceReport:
     num_timesteps: int = 0
     finite: bool = True
     update_seconds: float | None = None
+    reliability: float = float("nan")
+    noise_std: float = float("nan")
+    n_nonfinite: int = 0
 
     def __post_init__(self) -> None:
         for name in ("scores", "kept"):
@@ -123,12 +136,22 @@ class InfluencePPO(PPO):
     :param verbose: Verbosity level: 0 for no output, 1 for info messages, 2 for debug messages
     :param seed: Seed for the pseudo random generators
     :param device: Device (cpu, cuda, ...) on which the code should be run
-    :param filter_fraction: The fraction ``p`` in [0, 1] of records to drop each iteration; of the negatively
-        scored records in ``"negative"`` mode, of all records otherwise. 0 disables filtering (scores are still
-        computed and reported).
-    :param filter_mode: ``"negative"`` (the paper's rule: drop the ``floor(p * N_neg)`` lowest-scored records),
-        ``"all"`` (drop the ``floor(p * N)`` lowest-scored) or ``"random"`` (drop ``floor(p * N)`` at random: the
-        ablation control; uses its own RNG seeded from ``seed``, never the global one).
+    :param filter_fraction: The fraction ``p`` in [0, 1]: in ``"adaptive"`` mode the most that may be dropped, as a
+        fraction of the negatively scored records (default 1: the significance test alone decides); in
+        ``"negative"`` mode the fraction of the negatively scored records to drop (default 0.125); in ``"all"`` and
+        ``"random"`` modes the fraction of all records. 0 disables filtering (scores are still computed and reported).
+    :param filter_mode: ``"adaptive"`` (default: drop only the records whose cross-fitted score is significantly
+        negative, see :func:`~sb3_influence.filtering.adaptive_filter_mask`), ``"negative"`` (the paper's rule: drop
+        the ``floor(p * N_neg)`` lowest-scored records), ``"all"`` (drop the ``floor(p * N)`` lowest-scored) or
+        ``"random"`` (drop ``floor(p * N)`` at random: the ablation control; uses its own RNG seeded from ``seed``,
+        never the global one).
+    :param filter_confidence: ``"adaptive"`` mode: the one-sided confidence that a dropped record's cross-fitted
+        score is below zero.
+    :param filter_min_reliability: ``"adaptive"`` mode: nothing is dropped in an iteration whose cross-fitted scores
+        have a split reliability below this.
+    :param influence_folds: ``"adaptive"`` mode: number of contiguous folds of the buffer for cross-fitting (at least 3).
+    :param filter_whole_minibatches: Round the number of kept records to whole minibatches
+        (:func:`~sb3_influence.filtering.round_to_minibatches`), so that no epoch ends on a step over a few records.
     :param influence_objective: What influence is measured against; default :class:`~sb3_influence.ReturnObjective`.
     :param influence_chunk_size: The most records per forward pass when scoring (bounds the memory of scoring).
     :param influence_preconditioner: ``"none"`` (TracIn for SGD, the paper's) or ``"adam"`` (measure influence
@@ -170,8 +193,12 @@ class InfluencePPO(PPO):
         verbose: int = 0,
         seed: int | None = None,
         device: th.device | str = "auto",
-        filter_fraction: float = 0.125,
-        filter_mode: str = "negative",
+        filter_fraction: float | None = None,
+        filter_mode: str = "adaptive",
+        filter_confidence: float = 0.95,
+        filter_min_reliability: float = 0.0,
+        influence_folds: int = 3,
+        filter_whole_minibatches: bool = True,
         influence_objective: InfluenceObjective | None = None,
         influence_chunk_size: int = 2048,
         influence_preconditioner: str = "none",
@@ -179,6 +206,10 @@ class InfluencePPO(PPO):
     ):
         self.filter_fraction = filter_fraction
         self.filter_mode = filter_mode
+        self.filter_confidence = filter_confidence
+        self.filter_min_reliability = filter_min_reliability
+        self.influence_folds = influence_folds
+        self.filter_whole_minibatches = filter_whole_minibatches
         self.influence_objective = influence_objective
         self.influence_chunk_size = influence_chunk_size
         self.influence_preconditioner = influence_preconditioner
@@ -215,13 +246,26 @@ class InfluencePPO(PPO):
 
     def _check_influence_args(self) -> None:
         # Also run by _setup_model: load(**kwargs) sets attributes without the constructor.
-        check_filter_args(self.filter_fraction, self.filter_mode)
-        self.filter_fraction = float(self.filter_fraction)
+        check_filter_args(0.0 if self.filter_fraction is None else self.filter_fraction, self.filter_mode)
+        if self.filter_fraction is not None:
+            self.filter_fraction = float(self.filter_fraction)
         objective, chunk_size = self.influence_objective, self.influence_chunk_size
         if objective is not None and not isinstance(objective, InfluenceObjective):
             raise ValueError(f"influence_objective must be an InfluenceObjective, got {type(objective).__name__}")
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"influence_chunk_size must be a positive integer, got {chunk_size!r}")
+        if not 0.0 < float(self.filter_confidence) < 1.0:
+            raise ValueError(f"filter_confidence must be in (0, 1), got {self.filter_confidence!r}")
+        if not isinstance(self.filter_min_reliability, (int, float)) or np.isnan(self.filter_min_reliability):
+            raise ValueError(f"filter_min_reliability must be a number, got {self.filter_min_reliability!r}")
+        folds = self.influence_folds
+        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 3:
+            raise ValueError(f"influence_folds must be an integer >= 3, got {folds!r}")
+        if self.filter_mode == "adaptive" and objective is not None and not isinstance(objective, ReturnObjective):
+            raise ValueError(
+                f"filter_mode='adaptive' cross-fits the return objective; got influence_objective={objective!r} "
+                "(use a fixed-p filter_mode with another objective)"
+            )
         if self.influence_preconditioner not in PRECONDITIONERS:
             raise ValueError(
                 f"Unknown influence_preconditioner {self.influence_preconditioner!r}, expected one of {PRECONDITIONERS}"
@@ -268,32 +312,84 @@ class InfluencePPO(PPO):
             objective = self.influence_objective if self.influence_objective is not None else ReturnObjective()
         return model_influence_scores(self, objective=objective)
 
+    @property
+    def fraction(self) -> float:
+        """The filter fraction in use: ``filter_fraction``, or the mode's default when it is ``None``."""
+        if self.filter_fraction is None:
+            return DEFAULT_FILTER_FRACTIONS[self.filter_mode]
+        return float(self.filter_fraction)
+
+    def _score_rollout(self, records: RolloutRecords) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """
+        The scores of the IIF step: ``(scores, rank_by, reliability, noise_std)``. ``scores`` are the TracIn scores
+        that are reported; the rule ranks by ``rank_by`` (the cross-fitted scores in ``"adaptive"`` mode).
+        """
+        if self.filter_mode == "adaptive":
+            crossfit = model_crossfit_scores(self, records, self.influence_folds)
+            return crossfit.total, crossfit.scores, crossfit.reliability, crossfit.noise_std
+        scores = model_influence_scores(self, records, self.influence_objective)
+        return scores, scores, float("nan"), float("nan")
+
     def _filter_rollout(self) -> InfluenceReport:
         """Score the full buffer at ``theta_k`` and set the buffer's keep mask (the IIF step)."""
         start = time.perf_counter()
-        scores = self.compute_influence()
+        records = RolloutRecords.from_buffer(self.rollout_buffer)
+        scores, rank_by, reliability, noise_std = self._score_rollout(records)
         scored = time.perf_counter()
-        n_records = scores.size
-        # Never leave less than one minibatch to train on.
-        keep = filter_mask(scores, self.filter_fraction, self.filter_mode, min(self.batch_size, n_records), self._filter_rng)
+        usable = np.isfinite(rank_by) & records.finite.reshape(rank_by.shape)
+        n_nonfinite = int(rank_by.size - np.count_nonzero(usable))
+        if n_nonfinite:
+            warnings.warn(
+                f"{n_nonfinite} of {rank_by.size} record(s) have a non-finite reward, advantage, return or influence "
+                "score: they are left out of this iteration's update",
+                RuntimeWarning,
+            )
+        keep = np.zeros(rank_by.shape, dtype=bool)
+        if usable.any():
+            candidates = rank_by[usable]
+            min_keep = min(self.batch_size, candidates.size)  # never less than one minibatch to train on
+            if self.filter_mode == "adaptive":
+                keep[usable] = adaptive_filter_mask(
+                    candidates,
+                    noise_std,
+                    reliability,
+                    self.fraction,
+                    self.filter_confidence,
+                    self.filter_min_reliability,
+                    min_keep,
+                )
+            else:
+                keep[usable] = filter_mask(candidates, self.fraction, self.filter_mode, min_keep, self._filter_rng)
+            if self.filter_whole_minibatches:
+                keep = round_to_minibatches(keep, np.where(usable, rank_by, np.nan), self.batch_size)
         report = InfluenceReport(
             scores=scores,
             kept=keep,
             seconds=scored - start,
             filter_seconds=time.perf_counter() - scored,
             num_timesteps=self.num_timesteps,
-            finite=bool(np.all(np.isfinite(scores))),
+            finite=n_nonfinite == 0,
+            reliability=reliability,
+            noise_std=noise_std,
+            n_nonfinite=n_nonfinite,
         )
-        self.rollout_buffer.set_keep_mask(None if keep.all() else keep)
+        if keep.any():
+            self.rollout_buffer.set_keep_mask(None if keep.all() else keep)
         self.last_influence = report
         self.logger.record("influence/dropped", report.n_dropped)
-        self.logger.record("influence/kept_fraction", report.n_kept / n_records)
+        self.logger.record("influence/kept_fraction", report.n_kept / rank_by.size)
         self.logger.record("influence/scoring_time", report.seconds)
+        self.logger.record("influence/nonfinite_records", n_nonfinite)
+        if self.filter_mode == "adaptive":
+            self.logger.record("influence/reliability", reliability)
         return report
 
     def train(self) -> None:
         """Score and filter the rollout buffer, then run PPO's update on the kept records."""
         report = self._filter_rollout()
+        if report.n_kept == 0:
+            warnings.warn("No record with finite data and scores is left: this iteration's update is skipped", RuntimeWarning)
+            return
         start = time.perf_counter()
         super().train()
         self.last_influence = replace(report, update_seconds=time.perf_counter() - start)

@@ -51,16 +51,32 @@ class ReturnObjective(InfluenceObjective):
 
     It takes the current policy as the reference and the buffer itself as the validation set: a record
     scores positive when a gradient step on it raises the advantage-weighted likelihood of the whole rollout.
+    Records with non-finite data (:attr:`~sb3_influence.RolloutRecords.finite`) are left out of the sum.
+
+    :param mask: Optional boolean array ``(n_steps, n_envs)`` (or flat, step-major): only these records' terms
+        are summed (still divided by the buffer's ``n``, so the objectives of disjoint masks add up to ``f``).
+        Cross-fitting uses one mask per fold.
     """
 
+    mask: np.ndarray | None = None  # class default: objectives pickled before masks existed load unmasked
+
+    def __init__(self, mask: np.ndarray | None = None) -> None:
+        self.mask = None if mask is None else np.asarray(mask, dtype=bool).reshape(-1)
+
     def terms(self, policy: ActorCriticPolicy, records: RolloutRecords, chunk_size: int) -> Iterator[th.Tensor]:
-        advantages = th.as_tensor(records.advantages, dtype=th.float32, device=policy.device)
-        for index in records.chunks(chunk_size):
-            _, log_prob, _ = evaluate_records(policy, records, index)
-            yield (advantages[index] * log_prob).sum() / records.n
+        if self.mask is not None and self.mask.size != records.n:
+            raise ValueError(f"ReturnObjective mask has {self.mask.size} entries for {records.n} records")
+        include = records.finite if self.mask is None else records.finite & self.mask
+        advantages = th.as_tensor(np.where(include, records.advantages, 0.0), dtype=th.float32, device=policy.device)
+        for start in range(0, records.n, chunk_size):
+            block = include[start : start + chunk_size]
+            index: slice | np.ndarray = slice(start, start + block.size) if block.all() else start + np.flatnonzero(block)
+            if block.any():
+                _, log_prob, _ = evaluate_records(policy, records, index)
+                yield (advantages[index] * log_prob).sum() / records.n
 
     def __repr__(self) -> str:
-        return "ReturnObjective()"
+        return "ReturnObjective()" if self.mask is None else f"ReturnObjective(mask with {int(self.mask.sum())} records)"
 
 
 class ActionObjective(InfluenceObjective):

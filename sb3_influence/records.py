@@ -97,15 +97,31 @@ class RolloutRecords:
             n_envs=n_envs,
         )
 
-    def chunks(self, chunk_size: int) -> Iterator[slice]:
+    @property
+    def finite(self) -> np.ndarray:
         """
-        Consecutive slices covering all records.
+        Flat boolean mask of the records whose reward, advantage and return are all finite.
+
+        The others (a NaN or infinite reward, and every record whose advantage or return it reaches through
+        GAE) are left out of the objective, of the scores and of the update.
+        """
+        return np.isfinite(self.rewards) & np.isfinite(self.advantages) & np.isfinite(self.returns)
+
+    def chunks(self, chunk_size: int, finite_only: bool = False) -> Iterator[slice | np.ndarray]:
+        """
+        Consecutive slices covering all records (or index arrays covering the finite ones).
 
         :param chunk_size: Records per slice.
-        :return: Iterator of slices.
+        :param finite_only: Yield only the records of :attr:`finite`, as index arrays (empty chunks are skipped).
+        :return: Iterator of slices, or of index arrays with ``finite_only``.
         """
+        finite = self.finite if finite_only else None
         for start in range(0, self.n, chunk_size):
-            yield slice(start, min(start + chunk_size, self.n))
+            index = slice(start, min(start + chunk_size, self.n))
+            if finite is None or finite[index].all():
+                yield index
+            elif finite[index].any():
+                yield start + np.flatnonzero(finite[index])
 
 
 def observations_to_tensor(observations: NumpyObs, device: th.device) -> TorchObs:

@@ -13,6 +13,7 @@ where ``D`` is the derivative along ``g``. Per-record gradients are never materi
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -131,6 +132,52 @@ def standardized_advantages(advantages: th.Tensor, normalize: bool) -> th.Tensor
     return advantages
 
 
+def _standardized_finite(advantages: th.Tensor, finite: th.Tensor, normalize: bool) -> th.Tensor:
+    """``A~`` over the finite records (standardised as in :func:`standardized_advantages`); 0 elsewhere."""
+    out = th.zeros_like(advantages)
+    out[finite] = standardized_advantages(advantages[finite], normalize)
+    return out
+
+
+def _directional_scores(
+    policy: ActorCriticPolicy,
+    records: RolloutRecords,
+    directions: list[list[th.Tensor | None]],
+    params: list[nn.Parameter],
+    *,
+    ent_coef: float,
+    vf_coef: float,
+    normalize_advantage: bool,
+    chunk_size: int,
+) -> th.Tensor:
+    """
+    ``<d, -grad l_i>`` for every direction ``d`` and every finite record (NaN for the others): one JVP pass per direction.
+
+    :return: Tensor ``(len(directions), n)``.
+    """
+    device = policy.device
+    finite_np = records.finite
+    scores = th.full((len(directions), records.n), float("nan"), dtype=th.float32, device=device)
+    finite = th.as_tensor(finite_np, device=device)
+    adv = _standardized_finite(th.as_tensor(records.advantages, dtype=th.float32, device=device), finite, normalize_advantage)
+    returns = th.as_tensor(np.where(finite_np, records.returns, 0.0), dtype=th.float32, device=device)
+    for row, direction in enumerate(directions):
+        tangents = {p: g.detach() for p, g in zip(params, direction, strict=True) if g is not None}
+        if not tangents:  # f does not depend on the parameters: nothing has influence
+            scores[row, finite] = 0.0
+            continue
+        with th.no_grad(), fwAD.dual_level(), dual_parameters(policy, tangents):
+            for index in records.chunks(chunk_size, finite_only=True):
+                values, log_prob, entropy = evaluate_records(policy, records, index)
+                d_log_prob = _tangent(log_prob)
+                d_entropy = -d_log_prob if entropy is None else _tangent(entropy)
+                v, d_v = fwAD.unpack_dual(values).primal, _tangent(values)
+                scores[row, index] = (
+                    adv[index] * d_log_prob + ent_coef * d_entropy - 2.0 * vf_coef * (v - returns[index]) * d_v
+                )
+    return scores
+
+
 def influence_scores(
     policy: ActorCriticPolicy,
     records: RolloutRecords,
@@ -149,6 +196,9 @@ def influence_scores(
     computed in eval mode (no dropout, no batch-norm statistics update), use no random numbers and
     leave the buffer, the parameters and their ``.grad`` unchanged.
 
+    Records whose reward, advantage or return is not finite (see :attr:`RolloutRecords.finite`) are left out:
+    of the objective, of the advantage standardisation, and of the scores (their score is NaN).
+
     :param policy: The actor-critic policy at ``theta_k``.
     :param records: The rollout records.
     :param objective: The objective (default :class:`~sb3_influence.ReturnObjective`).
@@ -160,35 +210,172 @@ def influence_scores(
         preconditioned direction (see :func:`adam_precondition`); otherwise plain SGD TracIn.
     :return: Scores of shape ``(n_steps, n_envs)`` (float64), the layout of ``rollout_buffer.advantages``.
     """
+    return _scores_along(policy, records, [objective], ent_coef, vf_coef, normalize_advantage, chunk_size, optimizer)[0]
+
+
+def _scores_along(
+    policy: ActorCriticPolicy,
+    records: RolloutRecords,
+    objectives: list[InfluenceObjective | None],
+    ent_coef: float,
+    vf_coef: float,
+    normalize_advantage: bool,
+    chunk_size: int,
+    optimizer: th.optim.Optimizer | None,
+) -> np.ndarray:
+    """Scores along the gradient of each objective: ``(len(objectives), n_steps, n_envs)`` float64."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
-    objective = ReturnObjective() if objective is None else objective
-    device = policy.device
     was_training = policy.training
     policy.set_training_mode(False)
     try:
         params = trainable_parameters(policy)
-        grads = objective_gradient(policy, objective, records, params, chunk_size)
-        if optimizer is not None:
-            grads = adam_precondition(optimizer, params, grads)
-        tangents = {p: g.detach() for p, g in zip(params, grads, strict=True) if g is not None}
-        scores = th.zeros(records.n, dtype=th.float32, device=device)
-        if not tangents:  # f does not depend on the parameters: nothing has influence
-            return scores.double().cpu().numpy().reshape(records.n_steps, records.n_envs)
-
-        adv = th.as_tensor(records.advantages, dtype=th.float32, device=device)
-        adv = standardized_advantages(adv, normalize_advantage)
-        returns = th.as_tensor(records.returns, dtype=th.float32, device=device)
-        with th.no_grad(), fwAD.dual_level(), dual_parameters(policy, tangents):
-            for index in records.chunks(chunk_size):
-                values, log_prob, entropy = evaluate_records(policy, records, index)
-                d_log_prob = _tangent(log_prob)
-                d_entropy = -d_log_prob if entropy is None else _tangent(entropy)
-                v, d_v = fwAD.unpack_dual(values).primal, _tangent(values)
-                scores[index] = adv[index] * d_log_prob + ent_coef * d_entropy - 2.0 * vf_coef * (v - returns[index]) * d_v
+        directions = []
+        for objective in objectives:
+            grads = objective_gradient(
+                policy, ReturnObjective() if objective is None else objective, records, params, chunk_size
+            )
+            directions.append(adam_precondition(optimizer, params, grads) if optimizer is not None else grads)
+        scores = _directional_scores(
+            policy,
+            records,
+            directions,
+            params,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            normalize_advantage=normalize_advantage,
+            chunk_size=chunk_size,
+        )
     finally:
         policy.set_training_mode(was_training)
-    return scores.double().cpu().numpy().reshape(records.n_steps, records.n_envs)
+    return scores.double().cpu().numpy().reshape(len(objectives), records.n_steps, records.n_envs)
+
+
+def fold_ids(n_steps: int, n_envs: int, n_folds: int) -> np.ndarray:
+    """
+    The cross-fitting folds: ``n_folds`` contiguous blocks of steps (the same blocks in every env).
+
+    Contiguous blocks keep most episodes inside one fold, so that a record's fold-mates, which share its
+    episode and so its errors, do not score it.
+
+    :param n_steps: Steps per environment.
+    :param n_envs: Number of environments.
+    :param n_folds: Number of folds (at least 2, at most ``n_steps``).
+    :return: Integer array ``(n_steps, n_envs)``: the fold of each record.
+    """
+    if isinstance(n_folds, bool) or not isinstance(n_folds, int) or not 2 <= n_folds <= n_steps:
+        raise ValueError(f"n_folds must be an integer in [2, n_steps={n_steps}], got {n_folds!r}")
+    steps = (np.arange(n_steps) * n_folds) // n_steps
+    return np.repeat(steps[:, None], n_envs, axis=1)
+
+
+@dataclass(frozen=True)
+class CrossFitScores:
+    """
+    Cross-fitted influence: every record scored along the return-objective gradient of each fold of the buffer.
+
+    ``by_fold[j, step, env] = <g_j, -grad l_i>``, with ``g_j`` the gradient of the return objective's terms over
+    fold ``j`` (``f = sum_j f_j``). Their sum over ``j`` is the plain TracIn score (:attr:`total`). A record's own
+    fold contains the record itself (its self-influence, always favourable) and the records of its own
+    episode; the other folds' directions are independent of it, which gives an unbiased score
+    (:attr:`scores`) and, from their disagreement, a noise level and a reliability.
+
+    :param by_fold: Scores ``(n_folds, n_steps, n_envs)``; NaN for records with non-finite data.
+    :param folds: Fold of each record, ``(n_steps, n_envs)``.
+    """
+
+    by_fold: np.ndarray
+    folds: np.ndarray
+
+    @property
+    def n_folds(self) -> int:
+        """Number of folds ``K``."""
+        return int(self.by_fold.shape[0])
+
+    @property
+    def total(self) -> np.ndarray:
+        """The plain TracIn scores ``sum_j by_fold[j]`` (equal to :func:`influence_scores`)."""
+        return self.by_fold.sum(axis=0)
+
+    def _out_of_fold(self) -> np.ndarray:
+        """``(K - 1, n_steps, n_envs)``: each record's scores along the other folds' directions, in fold order."""
+        k = self.n_folds
+        order = np.arange(k)[:, None, None]
+        other = np.sort(np.where(order == self.folds[None], k, order), axis=0)[: k - 1]  # fold ids != own fold
+        return np.take_along_axis(self.by_fold, other, axis=0)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Cross-fitted scores ``K/(K-1) * sum_{j != fold(i)} by_fold[j]``, on the scale of :attr:`total`."""
+        k = self.n_folds
+        return self._out_of_fold().sum(axis=0) * k / (k - 1)
+
+    @property
+    def noise_std(self) -> float:
+        """
+        Pooled standard error of :attr:`scores`: ``K * sqrt(mean_i var_j(out-of-fold scores) / (K - 1))``
+        (NaN with 2 folds, where each record has one out-of-fold score).
+        """
+        k = self.n_folds
+        oof = self._out_of_fold()
+        finite = np.isfinite(oof).all(axis=0)
+        if k < 3 or not finite.any():
+            return float("nan")
+        within = float(np.mean(np.var(oof[:, finite], axis=0, ddof=1)))
+        return k * float(np.sqrt(within / (k - 1)))
+
+    @property
+    def reliability(self) -> float:
+        """
+        Split reliability of :attr:`scores` (Spearman-Brown-corrected intraclass correlation of the
+        out-of-fold scores): near 1 when the folds agree on which records help, near 0 (or below) when
+        the ranking is noise. NaN with 2 folds or fewer than 2 finite records.
+        """
+        k = self.n_folds
+        oof = self._out_of_fold()
+        finite = np.isfinite(oof).all(axis=0)
+        if k < 3 or np.count_nonzero(finite) < 2:
+            return float("nan")
+        values = oof[:, finite]
+        within = float(np.mean(np.var(values, axis=0, ddof=1)))
+        between = float(np.var(values.mean(axis=0), ddof=1))
+        if between <= 0.0:
+            return float("nan")
+        return 1.0 - within / ((k - 1) * between)
+
+
+def crossfit_influence_scores(
+    policy: ActorCriticPolicy,
+    records: RolloutRecords,
+    n_folds: int = 3,
+    *,
+    ent_coef: float = 0.0,
+    vf_coef: float = 0.5,
+    normalize_advantage: bool = True,
+    chunk_size: int = 2048,
+    optimizer: th.optim.Optimizer | None = None,
+) -> CrossFitScores:
+    """
+    Cross-fitted return-objective influence (:class:`CrossFitScores`): the return objective's gradient over each
+    of ``n_folds`` contiguous blocks of the buffer (:func:`fold_ids`), and every record scored along each.
+
+    Costs the same backward pass as :func:`influence_scores` (each record enters one fold's gradient) and
+    ``n_folds`` forward-mode passes instead of one.
+
+    :param policy: The actor-critic policy at ``theta_k``.
+    :param records: The rollout records.
+    :param n_folds: Number of folds ``K`` (3 or more for a noise level and a reliability).
+    :param ent_coef: PPO's entropy coefficient.
+    :param vf_coef: PPO's value coefficient.
+    :param normalize_advantage: Whether the per-record loss uses standardised advantages.
+    :param chunk_size: The most records per forward pass.
+    :param optimizer: An ``Adam``/``AdamW`` optimizer for Adam-preconditioned directions, or ``None``.
+    :return: The cross-fitted scores.
+    """
+    folds = fold_ids(records.n_steps, records.n_envs, n_folds)
+    objectives: list[InfluenceObjective | None] = [ReturnObjective(mask=folds == j) for j in range(n_folds)]
+    by_fold = _scores_along(policy, records, objectives, ent_coef, vf_coef, normalize_advantage, chunk_size, optimizer)
+    return CrossFitScores(by_fold=by_fold, folds=folds)
 
 
 def model_influence_scores(
@@ -209,17 +396,33 @@ def model_influence_scores(
     :return: Scores ``(n_steps, n_envs)``.
     """
     records = RolloutRecords.from_buffer(model.rollout_buffer) if records is None else records
+    return influence_scores(model.policy, records, objective, **_model_settings(model, chunk_size))
+
+
+def _model_settings(model: Any, chunk_size: int = 2048) -> dict[str, Any]:
+    """A model's per-record loss settings, chunk size and (for ``influence_preconditioner="adam"``) optimizer."""
     adam = getattr(model, "influence_preconditioner", "none") == "adam"
-    return influence_scores(
-        model.policy,
-        records,
-        objective,
+    return dict(
         ent_coef=float(model.ent_coef),
         vf_coef=float(model.vf_coef),
         normalize_advantage=bool(model.normalize_advantage),
         chunk_size=int(getattr(model, "influence_chunk_size", chunk_size)),
         optimizer=model.policy.optimizer if adam else None,
     )
+
+
+def model_crossfit_scores(model: Any, records: RolloutRecords | None = None, n_folds: int = 3) -> CrossFitScores:
+    """
+    :func:`crossfit_influence_scores` with a PPO model's own loss settings, chunk size and preconditioner
+    (as :func:`model_influence_scores`).
+
+    :param model: A PPO model with an ``ActorCriticPolicy``.
+    :param records: The records to score (default: the model's full rollout buffer).
+    :param n_folds: Number of folds.
+    :return: The cross-fitted scores.
+    """
+    records = RolloutRecords.from_buffer(model.rollout_buffer) if records is None else records
+    return crossfit_influence_scores(model.policy, records, n_folds, **_model_settings(model))
 
 
 def _tangent(x: th.Tensor) -> th.Tensor:

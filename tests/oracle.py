@@ -17,7 +17,25 @@ def _record(buffer, step: int, env: int, policy):
     return obs, action
 
 
-def oracle_scores(model: PPO, objective_fn=None, direction_fn=None) -> np.ndarray:
+def return_objective_fn(model: PPO, mask: np.ndarray):
+    """``policy -> (1/n) sum over the masked records of A_i log pi(a_i|s_i)``, record by record."""
+    buffer = model.rollout_buffer
+    n_steps, n_envs = buffer.buffer_size, buffer.n_envs
+
+    def f(policy):
+        total = 0.0
+        for step in range(n_steps):
+            for env in range(n_envs):
+                if mask[step, env]:
+                    obs, action = _record(buffer, step, env, policy)
+                    _, log_prob, _ = policy.evaluate_actions(obs, action)
+                    total = total + float(buffer.advantages[step, env]) * log_prob.sum() / (n_steps * n_envs)
+        return total
+
+    return f
+
+
+def oracle_scores(model: PPO, objective_fn=None, direction_fn=None, include=None) -> np.ndarray:
     """
     I_i = <grad f, -grad l_i> with l_i PPO's per-record loss (ratio form, clipping inactive at theta_k).
 
@@ -25,6 +43,8 @@ def oracle_scores(model: PPO, objective_fn=None, direction_fn=None) -> np.ndarra
 
     :param objective_fn: ``policy -> f(theta)`` (default: the return objective over the buffer).
     :param direction_fn: optional map applied to grad f (e.g. Adam's preconditioner).
+    :param include: optional boolean ``(n_steps, n_envs)``: only these records enter the return objective and the
+        advantage standardisation, and only they are scored (NaN elsewhere). Default: the records with finite data.
     """
     policy, buffer = model.policy, model.rollout_buffer
     assert not buffer.generator_ready
@@ -32,28 +52,25 @@ def oracle_scores(model: PPO, objective_fn=None, direction_fn=None) -> np.ndarra
     policy.set_training_mode(False)
     params = [p for p in policy.parameters() if p.requires_grad]
     n_steps, n_envs = buffer.buffer_size, buffer.n_envs
-    raw_adv = th.as_tensor(buffer.advantages, device=policy.device)
-    if objective_fn is None:
-        f = 0.0
-        for step in range(n_steps):
-            for env in range(n_envs):
-                obs, action = _record(buffer, step, env, policy)
-                _, log_prob, _ = policy.evaluate_actions(obs, action)
-                f = f + raw_adv[step, env] * log_prob.sum() / (n_steps * n_envs)
-    else:
-        f = objective_fn(policy)
+    if include is None:
+        include = np.isfinite(buffer.rewards) & np.isfinite(buffer.advantages) & np.isfinite(buffer.returns)
+    raw_adv = th.as_tensor(np.where(include, buffer.advantages, 0.0), device=policy.device)
+    f = (objective_fn or return_objective_fn(model, include))(policy)
     g = [
         gr if gr is not None else th.zeros_like(p)
         for gr, p in zip(th.autograd.grad(f, params, allow_unused=True), params, strict=True)
     ]
     if direction_fn is not None:
         g = direction_fn(params, g)
-    adv = raw_adv
+    adv = raw_adv.clone()
     if model.normalize_advantage:
-        adv = (raw_adv - raw_adv.mean()) / (raw_adv.std() + 1e-8)
-    scores = np.zeros((n_steps, n_envs))
+        kept = raw_adv[th.as_tensor(include)]
+        adv[th.as_tensor(include)] = (kept - kept.mean()) / (kept.std() + 1e-8)
+    scores = np.full((n_steps, n_envs), np.nan)
     for step in range(n_steps):
         for env in range(n_envs):
+            if not include[step, env]:
+                continue
             obs, action = _record(buffer, step, env, policy)
             values, log_prob, entropy = policy.evaluate_actions(obs, action)
             ratio = th.exp(log_prob - th.as_tensor(buffer.log_probs[step, env], device=policy.device))

@@ -76,7 +76,7 @@ def influence_run(tmp_path_factory):
     diagnostics = InfluenceDiagnosticsCallback(strict=True)
     timeline = BehaviorTimelineCallback({"push_right": (probe_obs, 1)}, top_k=5, k_neighbors=3, strict=True)
     recorder = ReportRecorder()
-    model = InfluencePPO("MlpPolicy", env, filter_fraction=0.5, tensorboard_log=log_dir, **KW)
+    model = InfluencePPO("MlpPolicy", env, filter_fraction=1.0, filter_mode="negative", tensorboard_log=log_dir, **KW)
     model.learn(N_RECORDS * 3, callback=[diagnostics, timeline, recorder])
     return model, diagnostics, timeline, recorder, _events(log_dir)
 
@@ -208,10 +208,11 @@ def test_dict_observations(tmp_path):
 
 
 class NaNInfluencePPO(InfluencePPO):
-    def compute_influence(self, objective=None):
-        scores = super().compute_influence(objective)
-        scores[0, 0] = np.nan
-        return scores
+    def _score_rollout(self, records):
+        scores, rank_by, reliability, noise_std = super()._score_rollout(records)
+        scores, rank_by = scores.copy(), rank_by.copy()
+        scores[0, 0] = rank_by[0, 0] = np.nan
+        return scores, rank_by, reliability, noise_std
 
 
 def test_non_finite_scores_do_not_crash(tmp_path):
@@ -223,7 +224,9 @@ def test_non_finite_scores_do_not_crash(tmp_path):
     acc = _events(str(tmp_path))
     scalars = set(acc.Tags()["scalars"])
     assert _scalar(acc, "influence/nonfinite") == [1.0, 1.0]
-    assert _scalar(acc, "influence/dropped") == [0.0, 0.0]
+    assert _scalar(acc, "influence/nonfinite_records") == [1.0, 1.0]
+    assert not model.last_influence.kept[0, 0]  # the record with a NaN score is left out of the update
+    assert all(d >= 1.0 for d in _scalar(acc, "influence/dropped"))
     assert not any(f"influence/{name}" in scalars for name in CORRELATIONS)
     assert np.isfinite(_scalar(acc, "influence/score_mean")).all()
     assert acc.Histograms("influence/scores")[-1].histogram_value.num == N_RECORDS - 1

@@ -7,7 +7,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 
 from sb3_influence import FilteredDictRolloutBuffer, FilteredRolloutBuffer, filter_mask
-from sb3_influence.filtering import n_to_drop
+from sb3_influence.filtering import adaptive_filter_mask, n_to_drop, round_to_minibatches
 
 
 def test_negative_mode_drops_floor_p_of_negatives():
@@ -72,6 +72,64 @@ def test_bad_fraction(fraction):
 def test_bad_mode():
     with pytest.raises(ValueError, match="filter_mode"):
         filter_mask(np.zeros(4), 0.5, "worst")
+
+
+def test_adaptive_drops_only_significantly_negative_scores():
+    scores = np.array([-5.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0])
+    # sigma = 1, confidence 0.95: z = 1.645, so -5 .. -2 are significant
+    keep = adaptive_filter_mask(scores, noise_std=1.0, reliability=0.8)
+    np.testing.assert_array_equal(np.flatnonzero(~keep), [0, 1, 2, 3])
+    # a stricter test, or more noise, drops fewer: z = 3.09, or z * sigma = 3.29 with sigma = 2: only -5 and -4
+    assert (~adaptive_filter_mask(scores, 1.0, 0.8, confidence=0.999)).sum() == 2
+    np.testing.assert_array_equal(np.flatnonzero(~adaptive_filter_mask(scores, 2.0, 0.8)), [0, 1])
+    # the cap: floor(p * N_neg) of the 5 negative records
+    np.testing.assert_array_equal(np.flatnonzero(~adaptive_filter_mask(scores, 1.0, 0.8, filter_fraction=0.5)), [0, 1])
+    # min_keep bounds the drop, and shape is kept
+    assert adaptive_filter_mask(scores, 1.0, 0.8, min_keep=8).sum() == 8
+    assert adaptive_filter_mask(scores.reshape(5, 2), 1.0, 0.8).shape == (5, 2)
+
+
+def test_adaptive_drops_nothing_without_reliable_signal():
+    scores = np.array([-5.0, -4.0, 1.0, 2.0])
+    assert adaptive_filter_mask(scores, 1.0, reliability=-0.2).all()
+    assert adaptive_filter_mask(scores, 1.0, reliability=float("nan")).all()
+    assert adaptive_filter_mask(scores, 1.0, reliability=0.4, min_reliability=0.5).all()
+    assert adaptive_filter_mask(scores, float("nan"), reliability=0.9).all()
+    assert adaptive_filter_mask(scores, 1.0, reliability=0.9, filter_fraction=0.0).all()
+    # folds in perfect agreement (no noise): every negative record is significant
+    np.testing.assert_array_equal(adaptive_filter_mask(scores, 0.0, reliability=1.0), [False, False, True, True])
+
+
+def test_adaptive_bad_input():
+    with pytest.raises(ValueError, match="finite"):
+        adaptive_filter_mask(np.array([np.nan, 1.0]), 1.0, 0.5)
+    with pytest.raises(ValueError, match="confidence"):
+        adaptive_filter_mask(np.zeros(3), 1.0, 0.5, confidence=1.0)
+    with pytest.raises(ValueError, match="adaptive_filter_mask"):
+        filter_mask(np.zeros(3), 0.5, "adaptive")
+
+
+def test_round_to_minibatches_by_hand():
+    scores = np.arange(10.0) - 5.0  # -5 .. 4, already in rank order
+    keep = scores >= -2  # the rule kept 7
+    # batch 4: admissible 4, 8 and 10 (all eligible): round up to 8 by bringing back the best dropped record (-3)
+    np.testing.assert_array_equal(np.flatnonzero(~round_to_minibatches(keep, scores, 4)), [0, 1])
+    # batch 5: 5 and 10 -> 10: nothing is dropped
+    assert round_to_minibatches(keep, scores, 5).all()
+    # already whole minibatches, keep-all masks, a batch size of None (one batch), too few records: unchanged
+    for k, b in ((scores >= -1, 3), (np.ones(10, bool), 4), (keep, None), (keep, 11)):
+        np.testing.assert_array_equal(round_to_minibatches(k, scores, b), k)
+
+
+def test_round_to_minibatches_with_ineligible_records():
+    scores = np.array([np.nan, np.nan, np.nan, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0])  # 7 eligible of 10
+    # nothing dropped by the rule: 7 = 4 + a remainder of 3 >= 4 / 2, so all 7 stay
+    keep = np.isfinite(scores)
+    np.testing.assert_array_equal(round_to_minibatches(keep, scores, 4), keep)
+    # batch 6: 7 = 6 + 1: the remainder of 1 goes (the lowest-scored eligible record)
+    np.testing.assert_array_equal(np.flatnonzero(round_to_minibatches(keep, scores, 6)), [4, 5, 6, 7, 8, 9])
+    with pytest.raises(ValueError, match="non-finite"):
+        round_to_minibatches(np.ones(10, bool), scores, 4)
 
 
 def _filled_buffer(cls=FilteredRolloutBuffer, n_steps=6, n_envs=3):

@@ -69,7 +69,12 @@ def _count_trained_records(model):
 @pytest.mark.parametrize("mode", ["negative", "all", "random"])
 def test_update_uses_only_kept_records(mode):
     model = InfluencePPO(
-        "MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), filter_fraction=0.5, filter_mode=mode, **KW
+        "MlpPolicy",
+        make_vec_env("CartPole-v1", n_envs=2, seed=0),
+        filter_fraction=0.5,
+        filter_mode=mode,
+        filter_whole_minibatches=False,
+        **KW,
     )
     counts = _count_trained_records(model)
     model.learn(64)
@@ -126,11 +131,15 @@ def test_compute_influence_from_callback_changes_nothing():
     np.testing.assert_array_equal(plain.last_influence.scores, probed.last_influence.scores)
 
 
-def test_compute_influence_matches_last_report_and_objective_default():
-    model = InfluencePPO("MlpPolicy", "CartPole-v1", influence_objective=ReturnObjective(), **KW)
+@pytest.mark.parametrize("mode", ["negative", "adaptive"])
+def test_compute_influence_matches_last_report_and_objective_default(mode):
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", influence_objective=ReturnObjective(), filter_mode=mode, **KW)
     callback = _CallAtRolloutEnd()
     model.learn(32, callback=callback)
-    np.testing.assert_array_equal(callback.results[0], model.last_influence.scores)
+    if mode == "negative":
+        np.testing.assert_array_equal(callback.results[0], model.last_influence.scores)
+    else:  # the report sums the folds' scores: the same quantity, summed in another order in float32
+        np.testing.assert_allclose(callback.results[0], model.last_influence.scores, rtol=1e-4, atol=1e-6)
 
 
 def test_report_is_frozen_and_read_only():
@@ -146,12 +155,18 @@ def test_report_is_frozen_and_read_only():
         report.scores[0, 0] = 1.0
 
 
-def test_non_finite_scores_warn_and_keep_everything(monkeypatch):
-    model = InfluencePPO("MlpPolicy", "CartPole-v1", filter_fraction=1.0, **KW)
-    monkeypatch.setattr(model, "compute_influence", lambda objective=None: np.full((32, 1), np.nan))
-    with pytest.warns(RuntimeWarning, match="non-finite"):
+def test_non_finite_scores_leave_records_out_and_skip_an_empty_update(monkeypatch):
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", filter_fraction=0.0, filter_mode="negative", **KW)
+    nan = np.full((32, 1), np.nan)
+    monkeypatch.setattr(model, "_score_rollout", lambda records: (nan, nan, float("nan"), float("nan")))
+    before = _params(model)
+    with pytest.warns(RuntimeWarning, match="non-finite") as record:
         model.learn(64)
-    assert model.last_influence.n_dropped == 0 and not model.last_influence.finite
+    assert any("update is skipped" in str(w.message) for w in record)
+    report = model.last_influence
+    assert report.n_kept == 0 and report.n_nonfinite == 32 and not report.finite and report.update_seconds is None
+    for x, y in zip(before, _params(model), strict=True):
+        assert th.equal(x, y)
 
 
 @pytest.mark.parametrize(
@@ -187,7 +202,7 @@ def test_vecnormalize_progress_bar_and_callbacks(env_fn, normalize):
     pytest.importorskip("rich")
     env = make_vec_env(env_fn, n_envs=2, seed=0)
     env = VecNormalize(env) if normalize else env
-    model = InfluencePPO("MlpPolicy", env, filter_fraction=0.5, **KW)
+    model = InfluencePPO("MlpPolicy", env, filter_fraction=1.0, filter_mode="negative", **KW)
     callback = _CallAtRolloutEnd()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -202,3 +217,40 @@ def test_learns_cartpole():
     model.learn(12_000)
     mean_reward, _ = evaluate_policy(model, gym.make("CartPole-v1"), n_eval_episodes=10, deterministic=True)
     assert mean_reward > 100
+
+
+class _NaNRewardOnce(gym.Wrapper):
+    """Returns a NaN reward at the 40th step of the env's life: plain PPO then crashes on NaN logits."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.t = 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.t += 1
+        return obs, float("nan") if self.t == 40 else reward, terminated, truncated, info
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "negative"])
+def test_nan_reward_records_are_left_out_and_training_goes_on(mode):
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0, wrapper_class=_NaNRewardOnce)
+    model = InfluencePPO("MlpPolicy", env, n_steps=64, batch_size=32, n_epochs=2, seed=0, filter_mode=mode)
+    reports = []
+
+    class Keep(BaseCallback):
+        def _on_step(self):
+            return True
+
+        def _on_rollout_start(self):
+            if self.model.last_influence is not None:
+                reports.append(self.model.last_influence)
+
+    with pytest.warns(RuntimeWarning, match=r"40 of 128 record\(s\)|80 of 128 record\(s\)"):
+        model.learn(64 * 2 * 3, callback=Keep())
+    first = reports[0]
+    # GAE carries the NaN back to the start of each env's episode: those records are left out, the rest are used
+    assert first.n_nonfinite > 0 and not first.finite and first.n_kept > 0
+    assert not first.kept[~np.isfinite(first.scores)].any()
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())
+    assert model.last_influence.finite and model.num_timesteps == 384

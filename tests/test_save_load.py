@@ -21,7 +21,7 @@ def test_round_trip_keeps_influence_arguments(tmp_path):
     model = InfluencePPO(
         "MlpPolicy",
         "CartPole-v1",
-        filter_fraction=0.25,
+        filter_fraction=0.5,
         filter_mode="all",
         influence_objective=objective,
         influence_chunk_size=7,
@@ -30,7 +30,7 @@ def test_round_trip_keeps_influence_arguments(tmp_path):
     model.learn(64)
     model.save(tmp_path / "model.zip")
     loaded = InfluencePPO.load(tmp_path / "model.zip", env=make_vec_env("CartPole-v1"))
-    assert (loaded.filter_fraction, loaded.filter_mode, loaded.influence_chunk_size) == (0.25, "all", 7)
+    assert (loaded.filter_fraction, loaded.filter_mode, loaded.influence_chunk_size) == (0.5, "all", 7)
     assert isinstance(loaded.influence_objective, ActionObjective)
     np.testing.assert_array_equal(loaded.influence_objective.actions, [1])
     assert loaded.last_influence is None  # the report of an old buffer is not saved
@@ -55,9 +55,9 @@ def test_influence_ppo_loads_a_ppo_zip_and_continues(tmp_path):
     model = PPO("MlpPolicy", "CartPole-v1", **KW)
     model.learn(64)
     model.save(tmp_path / "ppo.zip")
-    loaded = InfluencePPO.load(tmp_path / "ppo.zip", env=make_vec_env("CartPole-v1"), filter_fraction=0.5)
+    loaded = InfluencePPO.load(tmp_path / "ppo.zip", env=make_vec_env("CartPole-v1"), filter_fraction=0.5, filter_mode="all")
     _same_policy(model, loaded)
-    assert loaded.filter_fraction == 0.5 and loaded.filter_mode == "negative"
+    assert loaded.filter_fraction == 0.5 and loaded.filter_mode == "all"
     assert isinstance(loaded.rollout_buffer, FilteredRolloutBuffer)
     loaded.learn(64, reset_num_timesteps=False)
     assert loaded.num_timesteps == 128 and loaded.last_influence.n_dropped > 0

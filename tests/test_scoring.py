@@ -15,8 +15,8 @@ from stable_baselines3.common.envs import (
 )
 
 from sb3_influence import ActionObjective, InfluencePPO, MiniGridCNN, RolloutRecords, influence_scores
-from sb3_influence.scoring import adam_precondition
-from tests.oracle import oracle_scores
+from sb3_influence.scoring import CrossFitScores, adam_precondition, crossfit_influence_scores, fold_ids
+from tests.oracle import oracle_scores, return_objective_fn
 
 N_STEPS, N_ENVS = 16, 2
 
@@ -169,6 +169,102 @@ def test_scores_after_training_use_the_flattened_buffer_consistently():
     assert model.rollout_buffer.generator_ready
     for name in ("observations", "actions", "advantages", "returns", "log_probs", "values"):
         np.testing.assert_array_equal(getattr(before, name), getattr(after, name))
+
+
+def _crossfit_and_oracles(model: InfluencePPO, n_folds: int = 3):
+    def fn(m):
+        records = RolloutRecords.from_buffer(m.rollout_buffer)
+        crossfit = crossfit_influence_scores(
+            m.policy, records, n_folds, ent_coef=m.ent_coef, vf_coef=m.vf_coef, normalize_advantage=m.normalize_advantage
+        )
+        folds = fold_ids(m.n_steps, m.n_envs, n_folds)
+        oracles = [oracle_scores(m, return_objective_fn(m, folds == j)) for j in range(n_folds)]
+        return crossfit, oracles, m.compute_influence()
+
+    callback = CaptureAtRolloutEnd(fn, 2)
+    model.learn(N_STEPS * model.n_envs * 2, callback=callback)
+    return callback.result
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+def test_crossfit_fold_scores_match_oracle(space):
+    crossfit, oracles, plain = _crossfit_and_oracles(_model(SPACES[space]))
+    assert crossfit.by_fold.shape == (3, N_STEPS, N_ENVS)
+    for fast, slow in zip(crossfit.by_fold, oracles, strict=True):
+        _assert_close(fast, slow)
+    _assert_close(crossfit.total, plain)  # the folds' directions add up to the plain TracIn direction
+
+
+def test_crossfit_shared_cnn_matches_oracle():
+    model = _model(
+        lambda: FakeImageEnv(screen_height=7, screen_width=7, n_channels=3, discrete=True),
+        policy="CnnPolicy",
+        policy_kwargs=dict(features_extractor_class=MiniGridCNN, share_features_extractor=True, net_arch=[16]),
+    )
+    crossfit, oracles, _ = _crossfit_and_oracles(model, n_folds=4)
+    for fast, slow in zip(crossfit.by_fold, oracles, strict=True):
+        _assert_close(fast, slow)
+
+
+def test_fold_ids_are_contiguous_blocks_of_steps():
+    folds = fold_ids(7, 2, 3)
+    np.testing.assert_array_equal(folds[:, 0], [0, 0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(folds[:, 0], folds[:, 1])
+    for bad in (1, 8, 2.0, True):
+        with pytest.raises(ValueError, match="n_folds"):
+            fold_ids(7, 2, bad)
+
+
+def test_crossfit_statistics_by_hand():
+    # 3 folds, 4 records (one env): record i sits in fold folds[i]; by_fold[j, i] is its score along g_j.
+    folds = np.array([[0], [0], [1], [2]])
+    by_fold = np.array(
+        [
+            [[9.0], [9.0], [1.0], [-2.0]],  # along g_0
+            [[2.0], [4.0], [9.0], [-4.0]],  # along g_1
+            [[4.0], [2.0], [3.0], [9.0]],  # along g_2
+        ]
+    )
+    crossfit = CrossFitScores(by_fold=by_fold, folds=folds)
+    np.testing.assert_allclose(crossfit.total[:, 0], [15.0, 15.0, 13.0, 3.0])
+    # out of fold: record 0 -> (2, 4), record 1 -> (4, 2), record 2 -> (1, 3), record 3 -> (-2, -4)
+    np.testing.assert_allclose(crossfit.scores[:, 0], 1.5 * np.array([6.0, 6.0, 4.0, -6.0]))
+    within = np.mean([2.0, 2.0, 2.0, 2.0])  # each pair's variance (ddof=1)
+    assert crossfit.noise_std == pytest.approx(3 * np.sqrt(within / 2))
+    between = np.var([3.0, 3.0, 2.0, -3.0], ddof=1)
+    assert crossfit.reliability == pytest.approx(1 - within / (2 * between))
+    two = CrossFitScores(by_fold=by_fold[:2], folds=np.minimum(folds, 1))
+    assert np.isnan(two.noise_std) and np.isnan(two.reliability)
+
+
+def _poison(m, records=((3, 0), (9, 1))):
+    """Make some records' data non-finite, as a NaN reward would (GAE carries it back through the episode)."""
+    buffer = m.rollout_buffer
+    step, env = records[0]
+    buffer.rewards[step, env] = np.nan
+    buffer.advantages[step, env] = buffer.returns[step, env] = np.nan
+    step, env = records[1]
+    buffer.advantages[step, env] = np.inf
+
+
+@pytest.mark.parametrize("space", ["discrete", "box"])
+def test_non_finite_records_are_left_out_of_scores(space):
+    def fn(m):
+        _poison(m)
+        crossfit = crossfit_influence_scores(
+            m.policy, RolloutRecords.from_buffer(m.rollout_buffer), 3, ent_coef=m.ent_coef, vf_coef=m.vf_coef
+        )
+        return m.compute_influence(), oracle_scores(m), crossfit
+
+    callback = CaptureAtRolloutEnd(fn, 2)
+    model = _model(SPACES[space])
+    model.learn(N_STEPS * N_ENVS * 2, callback=callback)
+    fast, slow, crossfit = callback.result
+    bad = np.zeros_like(fast, dtype=bool)
+    bad[3, 0] = bad[9, 1] = True
+    assert np.isnan(fast[bad]).all() and np.isnan(slow[bad]).all() and np.isnan(crossfit.scores[bad]).all()
+    _assert_close(fast[~bad], slow[~bad])
+    assert np.isfinite(crossfit.scores[~bad]).all() and np.isfinite(crossfit.noise_std)
 
 
 @pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA device")
