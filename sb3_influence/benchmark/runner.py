@@ -725,7 +725,8 @@ def run_main(argv: Sequence[str]) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """
-    Entry point: ``python -m sb3_influence.benchmark [run] ARGS`` or ``... summarize DIR [DIR ...] [options]``.
+    Entry point: ``python -m sb3_influence.benchmark [run] ARGS``, ``... summarize DIR [DIR ...] [options]`` or
+    ``... panel [options]`` (the no-harm panel, :mod:`sb3_influence.benchmark.panel`).
 
     :param argv: Arguments (default: ``sys.argv[1:]``).
     """
@@ -734,6 +735,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from sb3_influence.benchmark.plots import summarize_main
 
         summarize_main(args[1:])
+    elif args and args[0] == "panel":
+        from sb3_influence.benchmark.panel import panel_main
+
+        panel_main(args[1:])
     else:
         run_main(args[1:] if args and args[0] == "run" else args)
 

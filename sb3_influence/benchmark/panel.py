@@ -1,0 +1,474 @@
+"""
+The no-harm panel: cheap tasks over every action space, paired seeds, InfluencePPO variants against PPO.
+
+    python -m sb3_influence.benchmark panel --seeds 0 1 2 3 4 5 6 7 8 9 --jobs 2 --out benchmarks/panel
+    python -m sb3_influence.benchmark panel --summarize benchmarks/panel
+
+Each task is small enough for a 2-core CPU (seconds to a minute per run). Every variant of a seed trains from
+the same seed, and every checkpoint of every run is evaluated on the same fixed test set: the evaluation envs
+are seeded with the same seed at every checkpoint and the policy's action noise is drawn from a torch
+generator seeded the same way, so two checkpoints (of one run or of two methods) differ in score only
+because their policies differ ("fixed-noise evaluation"). One CSV per task holds every run's curve.
+
+For each task and variant the summary gives, paired by seed against PPO: the difference of the area under
+the learning curve (the mean evaluated return over the checkpoints after each update) and of the final return
+(the mean of the last three checkpoints), as mean and 95% bootstrap confidence interval (scipy, BCa), and the
+probability of improvement P(variant > PPO) of the AUC with rliable's stratified-bootstrap interval. Across
+tasks: the interquartile mean (IQM) of min-max-normalised AUC per method, with rliable's interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sb3_influence.benchmark.runner import environment_metadata, parse_algo_spec
+
+#: Columns of a panel CSV.
+PANEL_COLUMNS = ("task", "variant", "seed", "iteration", "timesteps", "eval_mean", "kept_fraction")
+
+
+def _identity(kind: str) -> Callable[[], Any]:
+    from stable_baselines3.common import envs
+
+    makers: dict[str, Callable[[], Any]] = {
+        "discrete": lambda: envs.IdentityEnv(4, ep_length=16),
+        "multidiscrete": lambda: envs.IdentityEnvMultiDiscrete(3, ep_length=16),
+        "multibinary": lambda: envs.IdentityEnvMultiBinary(4, ep_length=16),
+        "box": lambda: envs.IdentityEnvBox(eps=0.5, ep_length=16),
+    }
+    return makers[kind]
+
+
+def _frozen_lake() -> Any:
+    import gymnasium as gym
+
+    return gym.make("FrozenLake-v1", map_name="4x4", is_slippery=False)
+
+
+@dataclass(frozen=True)
+class PanelTask:
+    """
+    One task of the panel.
+
+    :param name: Short name (also the CSV's file name).
+    :param env: A gym id, or a name of :data:`ENV_FACTORIES`.
+    :param action_space: The kind of action space, for the table.
+    :param n_timesteps: Training budget.
+    :param eval_episodes: Episodes per checkpoint (on the fixed test set).
+    :param hyperparams: PPO arguments (``n_envs`` is the number of training envs).
+    """
+
+    name: str
+    env: str
+    action_space: str
+    n_timesteps: int
+    eval_episodes: int
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+
+
+#: Env factories for the panel's non-registered envs (SB3's toy envs and FrozenLake's paper setup).
+ENV_FACTORIES: dict[str, Callable[[], Any]] = {
+    "identity-discrete": _identity("discrete"),
+    "identity-multidiscrete": _identity("multidiscrete"),
+    "identity-multibinary": _identity("multibinary"),
+    "identity-box": _identity("box"),
+    "frozenlake-4x4": _frozen_lake,
+}
+
+_TOY = dict(n_envs=2, n_steps=64, batch_size=32, n_epochs=4, learning_rate=1e-3, policy_kwargs=dict(net_arch=[32, 32]))
+_CLASSIC = dict(n_envs=4, n_steps=256, batch_size=64, n_epochs=10, learning_rate=1e-3)
+
+#: The panel: every action space on a toy task (SB3's identity envs), plus classic control and FrozenLake.
+TASKS: dict[str, PanelTask] = {
+    task.name: task
+    for task in (
+        PanelTask("identity-discrete", "identity-discrete", "Discrete", 4096, 8, _TOY),
+        PanelTask("identity-multidiscrete", "identity-multidiscrete", "MultiDiscrete", 4096, 8, _TOY),
+        PanelTask("identity-multibinary", "identity-multibinary", "MultiBinary", 4096, 8, _TOY),
+        PanelTask("identity-box", "identity-box", "Box", 8192, 8, _TOY),
+        PanelTask("cartpole", "CartPole-v1", "Discrete", 40_960, 5, dict(_CLASSIC, gamma=0.98, gae_lambda=0.8)),
+        PanelTask("pendulum", "Pendulum-v1", "Box", 40_960, 5, dict(_CLASSIC, gamma=0.9, n_steps=512, use_sde=True)),
+        PanelTask("acrobot", "Acrobot-v1", "Discrete", 40_960, 5, _CLASSIC),
+        PanelTask(
+            "frozenlake",
+            "frozenlake-4x4",
+            "Discrete",
+            40_960,
+            50,
+            # the paper's setup (SGD lr 5e-3, no gradient clipping), 20 of its 50 iterations
+            dict(
+                n_envs=1,
+                n_steps=2048,
+                batch_size=64,
+                learning_rate=5e-3,
+                max_grad_norm=1e10,
+                policy_kwargs=dict(optimizer_class="SGD"),
+            ),
+        ),
+    )
+}
+
+
+def make_env(task: PanelTask, n_envs: int, seed: int) -> Any:
+    """
+    The task's vectorised env, seeded.
+
+    :param task: The task.
+    :param n_envs: Number of envs.
+    :param seed: Seed of the first env (the others ``seed + i``).
+    :return: A ``VecEnv``.
+    """
+    from stable_baselines3.common.env_util import make_vec_env
+
+    return make_vec_env(ENV_FACTORIES.get(task.env, task.env), n_envs=n_envs, seed=seed)
+
+
+def _build(task: PanelTask, variant: str, seed: int) -> Any:
+    import torch as th
+    from stable_baselines3 import PPO
+
+    from sb3_influence.influence_ppo import InfluencePPO
+
+    spec = parse_algo_spec(variant)
+    cls = {"ppo": PPO, "influence_ppo": InfluencePPO}[spec.algo]
+    kwargs = dict(task.hyperparams)
+    n_envs = int(kwargs.pop("n_envs", 1))
+    policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))
+    if policy_kwargs.get("optimizer_class") == "SGD":
+        policy_kwargs["optimizer_class"] = th.optim.SGD
+    kwargs.update(spec.overrides)
+    env = make_env(task, n_envs, seed)
+    return cls("MlpPolicy", env, seed=seed, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
+
+
+def evaluate_fixed(model: Any, env: Any, n_episodes: int, seed: int) -> float:
+    """
+    Mean return of ``n_episodes`` stochastic episodes on a fixed test set.
+
+    The env is reset with ``seed`` and the policy samples its actions under ``torch.manual_seed(seed)``
+    (and numpy/python seeded alike), so that the same policy always gets the same score and two policies
+    face the same episodes and the same noise. Every global RNG is restored afterwards, so training does not
+    depend on evaluation.
+
+    :param model: The model.
+    :param env: A ``VecEnv`` for evaluation.
+    :param n_episodes: Number of episodes.
+    :param seed: The test set's seed.
+    :return: The mean episode return.
+    """
+    import torch as th
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    states = (random.getstate(), np.random.get_state(), th.get_rng_state())
+    try:
+        random.seed(seed)
+        np.random.seed(seed)
+        th.manual_seed(seed)
+        env.seed(seed)
+        mean, _ = evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=False)
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        th.set_rng_state(states[2])
+    return float(mean)
+
+
+def run_panel_one(task_name: str, variant: str, seed: int, eval_seed: int = 10_000) -> list[dict[str, Any]]:
+    """
+    Train one variant on one task with one seed, evaluating at every iteration boundary (and at the start).
+
+    :param task_name: A key of :data:`TASKS`.
+    :param variant: ``ppo``, ``influence_ppo`` or ``ALGO:key=value,...``.
+    :param seed: The training seed.
+    :param eval_seed: The fixed test set's seed.
+    :return: The rows of its curve (:data:`PANEL_COLUMNS`).
+    """
+    import torch as th
+
+    th.set_num_threads(1)
+    task = TASKS[task_name]
+    model = _build(task, variant, seed)
+    eval_env = make_env(task, 1, eval_seed)
+    rows: list[dict[str, Any]] = []
+
+    def record() -> None:
+        report = getattr(model, "last_influence", None)
+        kept = 1.0 if report is None or not rows else report.n_kept / report.kept.size
+        rows.append(
+            dict(
+                task=task_name,
+                variant=variant,
+                seed=seed,
+                iteration=len(rows),
+                timesteps=int(model.num_timesteps),
+                eval_mean=evaluate_fixed(model, eval_env, task.eval_episodes, eval_seed),
+                kept_fraction=kept,
+            )
+        )
+
+    original_train = model.train
+
+    def train_then_evaluate() -> None:
+        original_train()
+        record()
+
+    setattr(model, "train", train_then_evaluate)  # noqa: B010 (an instance attribute shadows the method in learn())
+    record()
+    model.learn(task.n_timesteps)
+    return rows
+
+
+def _run_star(args: tuple[str, str, int]) -> list[dict[str, Any]]:
+    return run_panel_one(*args)
+
+
+def run_panel(
+    tasks: Sequence[str], variants: Sequence[str], seeds: Sequence[int], out: str | Path, jobs: int = 1, command: str = ""
+) -> list[Path]:
+    """
+    Run every (task, variant, seed) and write one CSV per task (appending to runs already there is not done:
+    a task's CSV is rewritten with the runs of this call).
+
+    :param tasks: Task names.
+    :param variants: Variants (the first is the baseline of the summary, usually ``ppo``).
+    :param seeds: Seeds.
+    :param out: Output folder.
+    :param jobs: Parallel processes.
+    :param command: The command line, for the metadata.
+    :return: The CSVs written.
+    """
+    unknown = [name for name in tasks if name not in TASKS]
+    if unknown:
+        raise ValueError(f"Unknown panel task(s) {unknown}; known: {sorted(TASKS)}")
+    for variant in variants:
+        parse_algo_spec(variant)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for task in tasks:
+        jobs_list = [(task, variant, seed) for seed in seeds for variant in variants]
+        started = time.time()
+        with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+            results = list(pool.map(_run_star, jobs_list))
+        path = out / f"{task}.csv"
+        metadata = {
+            "task": task,
+            "hyperparameters": json.dumps(TASKS[task].hyperparams, sort_keys=True, default=str),
+            "n_timesteps": TASKS[task].n_timesteps,
+            "eval_episodes": TASKS[task].eval_episodes,
+            "evaluation": "fixed test set: env and action noise seeded with 10000 at every checkpoint",
+            "wall_s": round(time.time() - started, 1),
+            **environment_metadata(),
+            "command": command,
+        }
+        with open(path, "w", newline="") as file:
+            for key, value in metadata.items():
+                file.write(f"# {key}: {value}\n")
+            writer = csv.DictWriter(file, fieldnames=PANEL_COLUMNS)
+            writer.writeheader()
+            for rows in results:
+                writer.writerows(rows)
+        print(f"{task}: {len(results)} runs in {time.time() - started:.0f} s -> {path}", flush=True)
+        paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Summary
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def read_panel(path: str | Path) -> dict[str, dict[int, np.ndarray]]:
+    """
+    Read a panel CSV.
+
+    :param path: The CSV.
+    :return: ``{variant: {seed: curve}}`` with ``curve[0]`` the initial policy's return.
+    """
+    curves: dict[str, dict[int, list[tuple[int, float]]]] = {}
+    with open(path) as file:
+        reader = csv.DictReader(line for line in file if not line.startswith("#"))
+        for row in reader:
+            curves.setdefault(row["variant"], {}).setdefault(int(row["seed"]), []).append(
+                (int(row["iteration"]), float(row["eval_mean"]))
+            )
+    return {
+        variant: {seed: np.array([value for _, value in sorted(points)]) for seed, points in by_seed.items()}
+        for variant, by_seed in curves.items()
+    }
+
+
+def auc(curve: np.ndarray) -> float:
+    """Area under a learning curve: the mean evaluated return over the checkpoints after each update."""
+    return float(np.mean(curve[1:]))
+
+
+def final_return(curve: np.ndarray, last: int = 3) -> float:
+    """The mean of the last ``last`` checkpoints."""
+    return float(np.mean(curve[-last:]))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """
+    Mean paired difference (variant minus baseline) over seeds, with a 95% BCa bootstrap interval.
+
+    :param mean: The mean difference.
+    :param low: The interval's lower end.
+    :param high: The interval's upper end.
+    :param n: Number of seed pairs.
+    """
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+def paired_difference(variant: Sequence[float], baseline: Sequence[float], seed: int = 0) -> PairedDifference:
+    """
+    Mean of ``variant - baseline`` (paired by seed) and its 95% BCa bootstrap confidence interval (scipy).
+
+    :param variant: Values of the variant, one per seed.
+    :param baseline: Values of the baseline for the same seeds.
+    :param seed: The bootstrap's seed.
+    :return: The paired difference.
+    """
+    from scipy.stats import bootstrap
+
+    diff = np.asarray(variant, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
+    if diff.size < 2 or np.ptp(diff) == 0.0:
+        mean = float(diff.mean()) if diff.size else float("nan")
+        return PairedDifference(mean, mean, mean, int(diff.size))
+    result = bootstrap((diff,), np.mean, confidence_level=0.95, method="BCa", n_resamples=5000, random_state=seed)
+    low, high = result.confidence_interval
+    return PairedDifference(float(diff.mean()), float(low), float(high), int(diff.size))
+
+
+def probability_of_improvement(variant: np.ndarray, baseline: np.ndarray, reps: int = 2000) -> tuple[float, float, float]:
+    """
+    rliable's probability of improvement P(variant > baseline) and its stratified-bootstrap 95% interval.
+
+    :param variant: Scores ``(n_seeds, n_tasks)``.
+    :param baseline: Scores ``(n_seeds, n_tasks)`` (the same seeds).
+    :param reps: Bootstrap repetitions.
+    :return: ``(probability, low, high)``.
+    """
+    from rliable import library as rly
+    from rliable import metrics
+
+    point, interval = rly.get_interval_estimates(
+        {"pair": (np.asarray(variant), np.asarray(baseline))}, metrics.probability_of_improvement, reps=reps
+    )
+    return float(point["pair"]), float(interval["pair"][0]), float(interval["pair"][1])
+
+
+def iqm(scores: dict[str, np.ndarray], reps: int = 2000) -> dict[str, tuple[float, float, float]]:
+    """
+    rliable's interquartile mean of normalised scores per method, with stratified-bootstrap 95% intervals.
+
+    :param scores: ``{method: (n_seeds, n_tasks)}``.
+    :param reps: Bootstrap repetitions.
+    :return: ``{method: (iqm, low, high)}``.
+    """
+    from rliable import library as rly
+    from rliable import metrics
+
+    point, interval = rly.get_interval_estimates(scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
+    return {name: (float(point[name][0]), float(interval[name][0, 0]), float(interval[name][1, 0])) for name in scores}
+
+
+def summarize_panel(folder: str | Path, baseline: str = "ppo") -> str:
+    """
+    The panel's Markdown tables: per task and variant, paired differences against the baseline; then IQM and
+    P(variant > baseline) across tasks on min-max-normalised AUC (per task, over every run of the task).
+
+    :param folder: Folder of panel CSVs.
+    :param baseline: The baseline variant.
+    :return: Markdown.
+    """
+    lines = [
+        "| task | variant | seeds | AUC baseline | AUC variant | ΔAUC [95% CI] | Δfinal [95% CI] | P(variant > baseline) [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    normalised: dict[str, list[np.ndarray]] = {}
+    for path in sorted(Path(folder).glob("*.csv")):
+        curves = read_panel(path)
+        if baseline not in curves:
+            continue
+        low = min(min(c.min() for c in runs.values()) for runs in curves.values())
+        high = max(max(c.max() for c in runs.values()) for runs in curves.values())
+        scale = (high - low) or 1.0
+        for variant, runs in curves.items():
+            seeds = sorted(set(runs) & set(curves[baseline]))
+            aucs = np.array([auc(runs[s]) for s in seeds])
+            normalised.setdefault(variant, []).append((aucs - low) / scale)
+            if variant == baseline:
+                continue
+            base_aucs = np.array([auc(curves[baseline][s]) for s in seeds])
+            d_auc = paired_difference(aucs, base_aucs)
+            d_final = paired_difference(
+                [final_return(runs[s]) for s in seeds], [final_return(curves[baseline][s]) for s in seeds]
+            )
+            p, p_low, p_high = probability_of_improvement(aucs[:, None], base_aucs[:, None])
+            lines.append(
+                f"| {path.stem} | {variant} | {len(seeds)} | {base_aucs.mean():.3g} | {aucs.mean():.3g} | "
+                f"{d_auc.mean:+.3g} [{d_auc.low:+.3g}, {d_auc.high:+.3g}] | "
+                f"{d_final.mean:+.3g} [{d_final.low:+.3g}, {d_final.high:+.3g}] | {p:.2f} [{p_low:.2f}, {p_high:.2f}] |"
+            )
+    n_tasks = {name: len(values) for name, values in normalised.items()}
+    complete = {name: values for name, values in normalised.items() if n_tasks[name] == n_tasks.get(baseline, 0)}
+    if baseline in complete and len(complete) > 1:
+        n_seeds = min(len(v) for values in complete.values() for v in values)
+        matrices = {name: np.stack([v[:n_seeds] for v in values], axis=1) for name, values in complete.items()}
+        lines += [
+            "",
+            "| method | IQM of normalised AUC [95% CI] | P(method > baseline) over tasks [95% CI] |",
+            "|---|---|---|",
+        ]
+        estimates = iqm(matrices)
+        for name, (value, lo, hi) in estimates.items():
+            if name == baseline:
+                lines.append(f"| {name} | {value:.3f} [{lo:.3f}, {hi:.3f}] | – |")
+            else:
+                p, p_low, p_high = probability_of_improvement(matrices[name], matrices[baseline])
+                lines.append(f"| {name} | {value:.3f} [{lo:.3f}, {hi:.3f}] | {p:.2f} [{p_low:.2f}, {p_high:.2f}] |")
+    return "\n".join(lines)
+
+
+def panel_main(argv: Sequence[str]) -> None:
+    """
+    The ``panel`` command: run the panel, or summarise its CSVs.
+
+    :param argv: Its arguments.
+    """
+    import shlex
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_influence.benchmark panel",
+        description="No-harm panel: InfluencePPO variants against PPO on cheap tasks over every action space.",
+    )
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), help=f"tasks (default: all of {list(TASKS)})")
+    parser.add_argument("--algos", nargs="+", default=["ppo", "influence_ppo"], help="variants; the first is the baseline")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)), help="seeds (default 0..9)")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
+    parser.add_argument("--out", default="benchmarks/panel", help="output folder")
+    parser.add_argument("--summarize", metavar="FOLDER", default=None, help="print the tables of a panel folder and exit")
+    args = parser.parse_args(list(argv))
+    if args.summarize is not None:
+        print(summarize_panel(args.summarize, baseline=args.algos[0]))
+        return
+    command = shlex.join([sys.executable, "-m", "sb3_influence.benchmark", "panel", *argv])
+    run_panel(args.tasks, args.algos, args.seeds, args.out, jobs=args.jobs, command=command)
