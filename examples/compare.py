@@ -62,7 +62,10 @@ class FixedTestSetEval(BaseCallback):
         self.kept.append(1.0 if report is None else report.n_kept / report.kept.size)
         iteration = len(self.returns) - 1
         if iteration % 5 == 0 or iteration == self.n_iterations:
-            print(f"  {self.label}: iteration {iteration:3d}/{self.n_iterations}  eval return {self.returns[-1]:6.1f}", flush=True)
+            print(
+                f"  {self.label}: iteration {iteration:3d}/{self.n_iterations}  eval return {self.returns[-1]:6.1f}",
+                flush=True,
+            )
 
     def _on_step(self) -> bool:
         return True
@@ -71,7 +74,9 @@ class FixedTestSetEval(BaseCallback):
 def train(cls: type[PPO], seed: int, timesteps: int, episodes: int, logdir: str) -> dict[str, Any]:
     """Train one model and return its evaluated curve, kept fractions and wall time."""
     name = cls.__name__
-    model = cls("MlpPolicy", make_vec_env("CartPole-v1", n_envs=N_ENVS, seed=seed), seed=seed, tensorboard_log=logdir, **HYPERPARAMS)
+    model = cls(
+        "MlpPolicy", make_vec_env("CartPole-v1", n_envs=N_ENVS, seed=seed), seed=seed, tensorboard_log=logdir, **HYPERPARAMS
+    )
     n_iterations = timesteps // (N_ENVS * HYPERPARAMS["n_steps"])
     evaluation = FixedTestSetEval(f"{name} seed {seed}", episodes, n_iterations)
     callbacks: list[BaseCallback] = [evaluation]
@@ -119,7 +124,9 @@ def main() -> None:
         for cls in (PPO, InfluencePPO):
             results[cls.__name__].append(train(cls, seed, args.timesteps, args.eval_episodes, args.logdir))
 
-    print(f"\n{'method':>13} | {'mean return over checkpoints':>28} | {'final return':>12} | {'records kept':>12} | seconds/run")
+    print(
+        f"\n{'method':>13} | {'mean return over checkpoints':>28} | {'final return':>12} | {'records kept':>12} | seconds/run"
+    )
     for name, runs in results.items():
         aucs = [float(run["curve"][1:].mean()) for run in runs]
         finals = [float(run["curve"][-1]) for run in runs]

@@ -86,6 +86,12 @@ def test_tiny_end_to_end_run(tmp_path: Path) -> None:
     assert [s.variant for s in summaries] == ["influence_ppo", "influence_ppo:filter_mode=random"]
     assert plot_env(out, tmp_path / "env.png").stat().st_size > 0
     assert plot_all([out, out], tmp_path / "all.png").stat().st_size > 0
+    # Run again with one more seed: the existing CSVs are kept as they are, only the new seed runs.
+    before = (out / "ppo_seed0.csv").read_text()
+    again = run_main([*argv[:3], "0", "1", *argv[4:], "--algos", "ppo"])
+    assert [p.name for p in again] == ["ppo_seed1.csv"]
+    assert (out / "ppo_seed0.csv").read_text() == before
+    assert not list(out.glob("*.partial"))
 
 
 def _rows(curve: list[float], seconds: list[float], score: float) -> list[dict[str, float]]:

@@ -22,10 +22,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,8 @@ def evaluate_fixed(model: Any, env: Any, n_episodes: int, seed: int) -> float:
     """
     Mean return of ``n_episodes`` stochastic episodes on a fixed test set.
 
-    The env is reset with ``seed`` and the policy samples its actions under ``torch.manual_seed(seed)``
+    The env is reset with ``seed``, its spaces are seeded (``seed + i`` for the ``i``-th env, as
+    ``make_vec_env`` does) and the policy samples its actions under ``torch.manual_seed(seed)``
     (and numpy/python seeded alike), so that the same policy always gets the same score and two policies
     face the same episodes and the same noise. Every global RNG is restored afterwards, so training does not
     depend on evaluation.
@@ -176,12 +178,17 @@ def evaluate_fixed(model: Any, env: Any, n_episodes: int, seed: int) -> float:
         np.random.seed(seed)
         th.manual_seed(seed)
         env.seed(seed)
-        mean, _ = evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=False)
+        for index, (action_space, observation_space) in enumerate(
+            zip(env.get_attr("action_space"), env.get_attr("observation_space"), strict=True)
+        ):  # envs that draw states from their spaces (SB3's identity envs)
+            action_space.seed(seed + index)
+            observation_space.seed(seed + index)
+        rewards, _ = evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=False, return_episode_rewards=True)
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])
         th.set_rng_state(states[2])
-    return float(mean)
+    return float(np.mean(rewards))
 
 
 def run_panel_one(task_name: str, variant: str, seed: int, eval_seed: int = 10_000) -> list[dict[str, Any]]:
@@ -233,12 +240,24 @@ def _run_star(args: tuple[str, str, int]) -> list[dict[str, Any]]:
     return run_panel_one(*args)
 
 
+def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """The metadata lines (without ``# ``) and the rows of a panel CSV."""
+    with open(path) as file:
+        lines = file.read().splitlines()
+    metadata = [line[2:] for line in lines if line.startswith("# ")]
+    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    return metadata, rows
+
+
 def run_panel(
     tasks: Sequence[str], variants: Sequence[str], seeds: Sequence[int], out: str | Path, jobs: int = 1, command: str = ""
 ) -> list[Path]:
     """
-    Run every (task, variant, seed) and write one CSV per task (appending to runs already there is not done:
-    a task's CSV is rewritten with the runs of this call).
+    Run every (task, variant, seed) and write one CSV per task, ``out/<task>.csv``.
+
+    Nothing is lost or run twice: the runs a task's CSV already holds are kept and skipped, the missing ones are
+    run and added (so a stopped sweep resumes where it was, and more seeds or variants can be added later). The
+    CSV is written once all of a task's new runs are done; a line is printed as each run ends.
 
     :param tasks: Task names.
     :param variants: Variants (the first is the baseline of the summary, usually ``ppo``).
@@ -246,7 +265,7 @@ def run_panel(
     :param out: Output folder.
     :param jobs: Parallel processes.
     :param command: The command line, for the metadata.
-    :return: The CSVs written.
+    :return: The CSVs written or already complete.
     """
     unknown = [name for name in tasks if name not in TASKS]
     if unknown:
@@ -257,11 +276,28 @@ def run_panel(
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for task in tasks:
-        jobs_list = [(task, variant, seed) for seed in seeds for variant in variants]
-        started = time.time()
-        with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-            results = list(pool.map(_run_star, jobs_list))
         path = out / f"{task}.csv"
+        old_metadata, old_rows = _read_rows(path) if path.exists() else ([], [])
+        done = {(row["variant"], int(row["seed"])) for row in old_rows}
+        todo = [(task, variant, seed) for seed in seeds for variant in variants if (variant, seed) not in done]
+        paths.append(path)
+        if not todo:
+            print(f"{task}: all {len(seeds) * len(variants)} runs already in {path}", flush=True)
+            continue
+        started = time.time()
+        results = []
+        with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = {pool.submit(_run_star, job): job for job in todo}
+            for count, future in enumerate(as_completed(futures), start=1):
+                rows = future.result()
+                results.append(rows)
+                _, variant, seed = futures[future]
+                print(
+                    f"  {task} {variant} seed {seed}: mean return {auc(np.array([r['eval_mean'] for r in rows])):.4g} "
+                    f"({count}/{len(todo)}, {time.time() - started:.0f} s)",
+                    flush=True,
+                )
+        results.sort(key=lambda rows: (rows[0]["seed"], list(variants).index(rows[0]["variant"])))
         metadata = {
             "task": task,
             "hyperparameters": json.dumps(TASKS[task].hyperparams, sort_keys=True, default=str),
@@ -275,12 +311,14 @@ def run_panel(
         with open(path, "w", newline="") as file:
             for key, value in metadata.items():
                 file.write(f"# {key}: {value}\n")
+            for line in old_metadata:  # an earlier call's runs, kept
+                file.write(f"# earlier {line}\n" if not line.startswith("earlier ") else f"# {line}\n")
             writer = csv.DictWriter(file, fieldnames=PANEL_COLUMNS)
             writer.writeheader()
+            writer.writerows(old_rows)
             for rows in results:
                 writer.writerows(rows)
-        print(f"{task}: {len(results)} runs in {time.time() - started:.0f} s -> {path}", flush=True)
-        paths.append(path)
+        print(f"{task}: {len(todo)} new runs in {time.time() - started:.0f} s -> {path}", flush=True)
     return paths
 
 
@@ -336,7 +374,9 @@ class PairedDifference:
     n: int
 
 
-def paired_difference(variant: Sequence[float], baseline: Sequence[float], seed: int = 0) -> PairedDifference:
+def paired_difference(
+    variant: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray, seed: int = 0
+) -> PairedDifference:
     """
     Mean of ``variant - baseline`` (paired by seed) and its 95% BCa bootstrap confidence interval (scipy).
 
@@ -348,7 +388,7 @@ def paired_difference(variant: Sequence[float], baseline: Sequence[float], seed:
     from scipy.stats import bootstrap
 
     diff = np.asarray(variant, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
-    if diff.size < 2 or np.ptp(diff) == 0.0:
+    if diff.size < 2 or np.ptp(diff) <= 1e-12 * max(1.0, float(np.abs(diff).max())):  # no spread: a point interval
         mean = float(diff.mean()) if diff.size else float("nan")
         return PairedDifference(mean, mean, mean, int(diff.size))
     result = bootstrap((diff,), np.mean, confidence_level=0.95, method="BCa", n_resamples=5000, random_state=seed)
@@ -371,7 +411,8 @@ def probability_of_improvement(variant: np.ndarray, baseline: np.ndarray, reps: 
     point, interval = rly.get_interval_estimates(
         {"pair": (np.asarray(variant), np.asarray(baseline))}, metrics.probability_of_improvement, reps=reps
     )
-    return float(point["pair"]), float(interval["pair"][0]), float(interval["pair"][1])
+    low, high = np.ravel(interval["pair"])
+    return float(np.ravel(point["pair"])[0]), float(low), float(high)
 
 
 def iqm(scores: dict[str, np.ndarray], reps: int = 2000) -> dict[str, tuple[float, float, float]]:
@@ -399,7 +440,8 @@ def summarize_panel(folder: str | Path, baseline: str = "ppo") -> str:
     :return: Markdown.
     """
     lines = [
-        "| task | variant | seeds | AUC baseline | AUC variant | ΔAUC [95% CI] | Δfinal [95% CI] | P(variant > baseline) [95% CI] |",
+        "| task | variant | seeds | AUC baseline | AUC variant | ΔAUC [95% CI] | Δfinal [95% CI] "
+        "| P(variant > baseline) [95% CI] |",
         "|---|---|---|---|---|---|---|---|",
     ]
     normalised: dict[str, list[np.ndarray]] = {}
@@ -440,11 +482,64 @@ def summarize_panel(folder: str | Path, baseline: str = "ppo") -> str:
         estimates = iqm(matrices)
         for name, (value, lo, hi) in estimates.items():
             if name == baseline:
-                lines.append(f"| {name} | {value:.3f} [{lo:.3f}, {hi:.3f}] | – |")
+                lines.append(f"| {name} | {value:.3f} [{lo:.3f}, {hi:.3f}] | - |")
             else:
                 p, p_low, p_high = probability_of_improvement(matrices[name], matrices[baseline])
                 lines.append(f"| {name} | {value:.3f} [{lo:.3f}, {hi:.3f}] | {p:.2f} [{p_low:.2f}, {p_high:.2f}] |")
     return "\n".join(lines)
+
+
+#: What the summary's columns mean, printed under its tables.
+LEGEND = (
+    "AUC: the mean evaluated return over the checkpoints after each update (the area under the learning curve); "
+    "final: the mean of the last three checkpoints. Δ: variant minus baseline, paired by seed, mean and 95% BCa "
+    "bootstrap interval; an interval that reaches 0 or above means no harm beyond noise. P(variant > baseline): "
+    "rliable's probability of improvement of the AUC, with its stratified-bootstrap 95% interval (0.5 = a tie). "
+    "IQM: rliable's interquartile mean over (seed, task) of the AUC min-max-normalised per task."
+)
+
+
+def plot_panel(folder: str | Path, output: str | Path, dpi: int = 90) -> Path:
+    """
+    One panel per task: every variant's mean learning curve over seeds, with its standard-error band.
+
+    :param folder: Folder of panel CSVs.
+    :param output: The PNG to write.
+    :param dpi: Resolution.
+    :return: ``output``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = sorted(Path(folder).glob("*.csv"))
+    if not paths:
+        raise ValueError(f"No panel CSV in {folder}")
+    n_cols = min(4, len(paths))
+    n_rows = math.ceil(len(paths) / n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 2.8 * n_rows), squeeze=False)
+    for ax, path in zip(axes.flat, paths, strict=False):
+        for variant, runs in read_panel(path).items():
+            curves = np.stack(list(runs.values()))
+            mean = curves.mean(axis=0)
+            sem = curves.std(axis=0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else np.zeros_like(mean)
+            x = np.arange(mean.size)
+            ax.plot(x, mean, label=f"{variant} ({len(curves)})", linewidth=1.2)
+            ax.fill_between(x, mean - sem, mean + sem, alpha=0.2)
+        ax.set_title(path.stem, fontsize=9)
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(paths) :]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=dpi)
+    plt.close(fig)
+    return output
 
 
 def panel_main(argv: Sequence[str]) -> None:
@@ -466,9 +561,13 @@ def panel_main(argv: Sequence[str]) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
     parser.add_argument("--out", default="benchmarks/panel", help="output folder")
     parser.add_argument("--summarize", metavar="FOLDER", default=None, help="print the tables of a panel folder and exit")
+    parser.add_argument("--no-plot", action="store_true", help="with --summarize: do not write FOLDER/learning_curves.png")
     args = parser.parse_args(list(argv))
     if args.summarize is not None:
         print(summarize_panel(args.summarize, baseline=args.algos[0]))
+        print(f"\n{LEGEND}")
+        if not args.no_plot:
+            print(f"learning curves: {plot_panel(args.summarize, Path(args.summarize) / 'learning_curves.png')}")
         return
     command = shlex.join([sys.executable, "-m", "sb3_influence.benchmark", "panel", *argv])
     run_panel(args.tasks, args.algos, args.seeds, args.out, jobs=args.jobs, command=command)

@@ -406,12 +406,13 @@ def _evaluate(model: Any, eval_env: Any, n_episodes: int) -> tuple[float, float]
     return float(values.mean()), float(values.std())
 
 
-def run_one(spec: RunSpec, torch_threads: int | None = 1) -> Path:
+def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 0) -> Path:
     """
     Train one model, evaluating it at every iteration boundary, and write its CSV.
 
     :param spec: The run.
     :param torch_threads: ``torch.set_num_threads`` for this process (``None``: leave it).
+    :param progress_every: Print a line every this many iterations (0: silent).
     :return: The CSV's path.
     """
     import torch as th
@@ -463,6 +464,9 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1) -> Path:
                 kept_fraction=kept_fraction,
             )
         )
+        iteration = int(rows[-1]["iteration"])
+        if progress_every and iteration % progress_every == 0:
+            print(f"  {spec.csv_path.stem}: iteration {iteration}, eval return {mean:.4g}", flush=True)
 
     setattr(model, "train", timed_train)  # noqa: B010 (an instance attribute shadows the method in learn())
     if spec.eval_initial:
@@ -514,7 +518,9 @@ def write_run_csv(path: str | Path, metadata: dict[str, Any], rows: Sequence[dic
     :param metadata: The metadata (values written with ``str``; no newlines allowed).
     :param rows: One mapping per iteration with the :data:`COLUMNS`.
     """
-    with open(path, "w", newline="") as file:
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")  # renamed when complete: a CSV on disk is never half-written
+    with open(partial, "w", newline="") as file:
         for key, value in metadata.items():
             text = str(value).replace("\n", " ")
             file.write(f"# {key}: {text}\n")
@@ -522,6 +528,7 @@ def write_run_csv(path: str | Path, metadata: dict[str, Any], rows: Sequence[dic
         writer.writeheader()
         for row in rows:
             writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
+    partial.replace(path)
 
 
 @dataclass
@@ -586,33 +593,45 @@ def default_eval_episodes(env_id: str) -> int:
     return PAPER_EVAL_EPISODES.get(env_id, DEFAULT_EVAL_EPISODES)
 
 
-def _worker(spec: RunSpec) -> str:
-    return str(run_one(spec, torch_threads=1))
+#: With progress on, each run prints a line every this many iterations.
+PROGRESS_EVERY = 10
+
+
+def _worker(spec: RunSpec, progress_every: int = 0) -> str:
+    return str(run_one(spec, torch_threads=1, progress_every=progress_every))
 
 
 def run_sweep(specs: Sequence[RunSpec], jobs: int = 1, progress: bool = True) -> list[Path]:
     """
     Run every spec, ``jobs`` at a time in separate processes (each with one torch thread).
 
+    A run whose CSV already exists is skipped (CSVs are written whole when a run ends, so an existing one is
+    complete): nothing is overwritten, and a stopped sweep resumes where it was when started again.
+
     :param specs: The runs.
     :param jobs: Parallel processes (1: in this process, one after the other).
-    :param progress: Show a tqdm bar over finished runs.
-    :return: The CSV paths, in the order the runs finished.
+    :param progress: Show a tqdm bar over finished runs, and a line every :data:`PROGRESS_EVERY` iterations of each.
+    :return: The CSV paths of the runs this call made, in the order they finished.
     """
     from tqdm import tqdm
 
+    done = [spec for spec in specs if spec.csv_path.exists()]
+    if done:
+        print(f"{len(done)} of {len(specs)} runs already have a CSV, kept and skipped (e.g. {done[0].csv_path})", flush=True)
+    specs = [spec for spec in specs if not spec.csv_path.exists()]
+    every = PROGRESS_EVERY if progress else 0
     paths: list[Path] = []
     bar = tqdm(total=len(specs), desc="runs", disable=not progress, dynamic_ncols=True)
     try:
         if jobs <= 1:
             for spec in specs:
-                paths.append(run_one(spec, torch_threads=1))
+                paths.append(run_one(spec, torch_threads=1, progress_every=every))
                 bar.set_postfix_str(paths[-1].name)
                 bar.update()
         else:
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                futures = [pool.submit(_worker, spec) for spec in specs]
+                futures = [pool.submit(_worker, spec, every) for spec in specs]
                 for future in concurrent.futures.as_completed(futures):
                     paths.append(Path(future.result()))
                     bar.set_postfix_str(paths[-1].name)
@@ -719,7 +738,7 @@ def run_main(argv: Sequence[str]) -> list[Path]:
     command = shlex.join([sys.executable, "-m", "sb3_influence.benchmark", *argv])
     specs = make_specs(args, command)
     paths = run_sweep(specs, jobs=args.jobs, progress=not args.no_progress)
-    print(f"Wrote {len(paths)} CSVs to {specs[0].out_dir if specs else args.out}")
+    print(f"Wrote {len(paths)} new CSVs to {specs[0].out_dir if specs else args.out}")
     return paths
 
 
