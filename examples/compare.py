@@ -6,7 +6,7 @@ Quick start: InfluencePPO with its default settings against PPO on CartPole-v1, 
 
 The only change between the two runs of a seed is the class: ``PPO`` or ``InfluencePPO``. After every iteration
 each model is evaluated on the same fixed test set (the same evaluation episodes and action noise for every
-checkpoint of both methods, :func:`sb3_influence.benchmark.panel.evaluate_fixed`), so the curves differ only
+checkpoint of both methods, :func:`sb3_influence.benchmark.evaluation.evaluate_fixed`), so the curves differ only
 because the policies differ, and the numbers are the same on every machine. Writes the learning curves (mean and
 range over seeds) to ``runs/quickstart/learning_curves.png`` and prints a short table.
 """
@@ -23,7 +23,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_influence import InfluenceDiagnosticsCallback, InfluencePPO
-from sb3_influence.benchmark.panel import evaluate_fixed
+from sb3_influence.benchmark.evaluation import evaluate_fixed
 
 # rl-zoo3's CartPole-v1 PPO settings, with a constant learning rate; both methods get exactly these.
 HYPERPARAMS: dict[str, Any] = dict(

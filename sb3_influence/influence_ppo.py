@@ -382,6 +382,7 @@ class InfluencePPO(PPO):
         self.logger.record("influence/nonfinite_records", n_nonfinite)
         if self.filter_mode == "adaptive":
             self.logger.record("influence/reliability", reliability)
+            self.logger.record("influence/noise_std", noise_std)
         return report
 
     def train(self) -> None:

@@ -88,8 +88,10 @@ def test_tiny_end_to_end_run(tmp_path: Path) -> None:
     assert plot_all([out, out], tmp_path / "all.png").stat().st_size > 0
     # Run again with one more seed: the existing CSVs are kept as they are, only the new seed runs.
     before = (out / "ppo_seed0.csv").read_text()
-    again = run_main([*argv[:3], "0", "1", *argv[4:], "--algos", "ppo"])
+    again = run_main([*argv[:3], "0", "1", *argv[4:], "--algos", "ppo", "--eval-seed", "5"])
     assert [p.name for p in again] == ["ppo_seed1.csv"]
+    assert read_run_csv(again[0]).metadata["eval_seed"] == "5"
+    assert read_run_csv(out / "ppo_seed0.csv").metadata["eval_seed"] == "fresh noise"
     assert (out / "ppo_seed0.csv").read_text() == before
     assert not list(out.glob("*.partial"))
 

@@ -9,10 +9,10 @@ import torch as th
 from stable_baselines3 import PPO
 
 from sb3_influence.benchmark import panel
+from sb3_influence.benchmark.evaluation import evaluate_fixed
 from sb3_influence.benchmark.panel import (
     PANEL_COLUMNS,
     PanelTask,
-    evaluate_fixed,
     make_env,
     paired_difference,
     plot_panel,

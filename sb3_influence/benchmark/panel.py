@@ -23,7 +23,6 @@ import argparse
 import csv
 import json
 import math
-import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from sb3_influence.benchmark.evaluation import evaluate_fixed
 from sb3_influence.benchmark.runner import environment_metadata, parse_algo_spec
 
 #: Columns of a panel CSV.
@@ -151,44 +151,6 @@ def _build(task: PanelTask, variant: str, seed: int) -> Any:
     kwargs.update(spec.overrides)
     env = make_env(task, n_envs, seed)
     return cls("MlpPolicy", env, seed=seed, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
-
-
-def evaluate_fixed(model: Any, env: Any, n_episodes: int, seed: int) -> float:
-    """
-    Mean return of ``n_episodes`` stochastic episodes on a fixed test set.
-
-    The env is reset with ``seed``, its spaces are seeded (``seed + i`` for the ``i``-th env, as
-    ``make_vec_env`` does) and the policy samples its actions under ``torch.manual_seed(seed)``
-    (and numpy/python seeded alike), so that the same policy always gets the same score and two policies
-    face the same episodes and the same noise. Every global RNG is restored afterwards, so training does not
-    depend on evaluation.
-
-    :param model: The model.
-    :param env: A ``VecEnv`` for evaluation.
-    :param n_episodes: Number of episodes.
-    :param seed: The test set's seed.
-    :return: The mean episode return.
-    """
-    import torch as th
-    from stable_baselines3.common.evaluation import evaluate_policy
-
-    states = (random.getstate(), np.random.get_state(), th.get_rng_state())
-    try:
-        random.seed(seed)
-        np.random.seed(seed)
-        th.manual_seed(seed)
-        env.seed(seed)
-        for index, (action_space, observation_space) in enumerate(
-            zip(env.get_attr("action_space"), env.get_attr("observation_space"), strict=True)
-        ):  # envs that draw states from their spaces (SB3's identity envs)
-            action_space.seed(seed + index)
-            observation_space.seed(seed + index)
-        rewards, _ = evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=False, return_episode_rewards=True)
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        th.set_rng_state(states[2])
-    return float(np.mean(rewards))
 
 
 def run_panel_one(task_name: str, variant: str, seed: int, eval_seed: int = 10_000) -> list[dict[str, Any]]:

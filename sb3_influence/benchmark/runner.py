@@ -41,7 +41,6 @@ import json
 import multiprocessing
 import os
 import platform
-import random
 import shlex
 import socket
 import sys
@@ -54,6 +53,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from sb3_influence.benchmark.evaluation import evaluation_returns
 from sb3_influence.configs import config_dir
 
 #: Columns of a run's CSV, in order.
@@ -323,6 +323,9 @@ class RunSpec:
     :param common_overrides: Hyperparameters set for every variant (``--set``), applied before the variant's.
     :param command: The command line, for the metadata.
     :param eval_initial: Whether to evaluate the initial policy (row ``iteration 0``).
+    :param eval_seed: ``None``: fresh action noise at every evaluation (as the paper's text); a seed: every
+        checkpoint of every run is evaluated on the same fixed test set (the paper's code's effect, see
+        :func:`~sb3_influence.benchmark.evaluation.evaluation_returns`).
     """
 
     env_id: str
@@ -335,6 +338,7 @@ class RunSpec:
     common_overrides: dict[str, Any] = field(default_factory=dict)
     command: str = ""
     eval_initial: bool = True
+    eval_seed: int | None = None
 
     @property
     def csv_path(self) -> Path:
@@ -388,21 +392,9 @@ def environment_metadata() -> dict[str, str]:
     }
 
 
-def _evaluate(model: Any, eval_env: Any, n_episodes: int) -> tuple[float, float]:
-    """Stochastic evaluation that leaves the global RNGs (python, numpy, torch) as they were."""
-    import torch as th
-    from stable_baselines3.common.evaluation import evaluate_policy
-
-    states = (random.getstate(), np.random.get_state(), th.get_rng_state())
-    try:
-        rewards, _ = evaluate_policy(
-            model, eval_env, n_eval_episodes=n_episodes, deterministic=False, return_episode_rewards=True
-        )
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        th.set_rng_state(states[2])
-    values = np.asarray(rewards, dtype=np.float64)
+def _evaluate(model: Any, eval_env: Any, n_episodes: int, seed: int | None = None) -> tuple[float, float]:
+    """Mean and standard deviation of :func:`~sb3_influence.benchmark.evaluation.evaluation_returns`."""
+    values = evaluation_returns(model, eval_env, n_episodes, seed)
     return float(values.mean()), float(values.std())
 
 
@@ -450,7 +442,7 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
             n_dropped, kept_fraction = int(report.n_dropped), report.n_kept / report.kept.size
         else:
             score_s, update_s, n_dropped, kept_fraction = 0.0, elapsed, 0, 1.0
-        mean, std = _evaluate(model, eval_env, spec.eval_episodes)
+        mean, std = _evaluate(model, eval_env, spec.eval_episodes, spec.eval_seed)
         rows.append(
             dict(
                 iteration=len(rows) + (0 if spec.eval_initial else 1),
@@ -470,7 +462,7 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
 
     setattr(model, "train", timed_train)  # noqa: B010 (an instance attribute shadows the method in learn())
     if spec.eval_initial:
-        mean, std = _evaluate(model, eval_env, spec.eval_episodes)
+        mean, std = _evaluate(model, eval_env, spec.eval_episodes, spec.eval_seed)
         rows.append(
             dict(
                 iteration=0,
@@ -497,6 +489,7 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
         "eval_envs": n_eval_envs,
         "eval_deterministic": False,
         "eval_initial": spec.eval_initial,
+        "eval_seed": "fresh noise" if spec.eval_seed is None else spec.eval_seed,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "wall_s_including_eval": round(time.time() - started, 3),
         **environment_metadata(),
@@ -680,6 +673,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="hyperparameters for every variant")
     parser.add_argument("--n-timesteps", type=int, default=None, help="training budget override (reduced budgets)")
     parser.add_argument("--eval-episodes", type=int, default=None, help="default: the paper's (1000; highway/Bipedal 100)")
+    parser.add_argument(
+        "--eval-seed",
+        type=int,
+        default=None,
+        help="evaluate every checkpoint on the same fixed test set (env and action noise seeded with this); "
+        "default: fresh noise at every evaluation",
+    )
     parser.add_argument("--no-initial-eval", action="store_true", help="do not evaluate the initial policy (iteration 0)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
     parser.add_argument("--out", default=None, help="output folder (default: benchmarks/results/<env>/)")
@@ -722,6 +722,7 @@ def make_specs(args: argparse.Namespace, command: str = "") -> list[RunSpec]:
                     common_overrides=common,
                     command=command,
                     eval_initial=not args.no_initial_eval,
+                    eval_seed=args.eval_seed,
                 )
             )
     return specs
