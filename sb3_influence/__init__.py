@@ -3,17 +3,24 @@
 from sb3_influence.buffers import FilteredDictRolloutBuffer, FilteredRolloutBuffer, FilterMixin
 from sb3_influence.callbacks import BehaviorTimelineCallback, InfluenceDiagnosticsCallback
 from sb3_influence.explain import ExplainedRecord, Explanation, explain_action
-from sb3_influence.filtering import filter_mask
+from sb3_influence.filtering import adaptive_filter_mask, filter_mask, round_to_minibatches
 from sb3_influence.influence_ppo import InfluencePPO, InfluenceReport
 from sb3_influence.objectives import ActionObjective, InfluenceObjective, ReturnObjective
 from sb3_influence.policies import MiniGridCNN
 from sb3_influence.records import RolloutRecords
-from sb3_influence.scoring import influence_scores, model_influence_scores
+from sb3_influence.scoring import (
+    CrossFitScores,
+    crossfit_influence_scores,
+    influence_scores,
+    model_crossfit_scores,
+    model_influence_scores,
+)
 from sb3_influence.version import __version__
 
 __all__ = [
     "ActionObjective",
     "BehaviorTimelineCallback",
+    "CrossFitScores",
     "ExplainedRecord",
     "Explanation",
     "FilterMixin",
@@ -27,8 +34,12 @@ __all__ = [
     "ReturnObjective",
     "RolloutRecords",
     "__version__",
+    "adaptive_filter_mask",
+    "crossfit_influence_scores",
     "explain_action",
     "filter_mask",
     "influence_scores",
+    "model_crossfit_scores",
     "model_influence_scores",
+    "round_to_minibatches",
 ]
