@@ -254,3 +254,17 @@ def test_nan_reward_records_are_left_out_and_training_goes_on(mode):
     assert not first.kept[~np.isfinite(first.scores)].any()
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
     assert model.last_influence.finite and model.num_timesteps == 384
+
+
+def test_adaptive_mode_logs_its_decision():
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=128, batch_size=32, n_epochs=1, seed=0)
+    assert model.filter_mode == "adaptive" and model.fraction == 1.0
+    model.learn(128)
+    logged = model.logger.name_to_value  # recorded in train(), dumped at the next iteration
+    report = model.last_influence
+    assert logged["influence/dropped"] == report.n_dropped
+    assert logged["influence/reliability"] == report.reliability
+    assert logged["influence/noise_std"] == report.noise_std and report.noise_std > 0
+    assert logged["influence/nonfinite_records"] == 0
+    # the rule's result, rounded to whole minibatches
+    assert report.n_kept % 32 == 0
