@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint format type benchmark clean
+.PHONY: install demo test lint format type docs benchmark clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,8 +31,16 @@ format: install
 type: install
 	$(VENV)/bin/mypy sb3_influence
 
+# The docs extra (Sphinx, furo, myst-parser) on top of the test install; re-done when pyproject.toml changes.
+$(VENV)/.docs-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed  ## the documentation site in docs/_build/html (Sphinx warnings are errors)
+	$(VENV)/bin/sphinx-build -W --keep-going -E -b html docs docs/_build/html
+
 benchmark: install  ## scoring cost / one PPO epoch (writes benchmarks/overhead.md)
 	$(PY) benchmarks/overhead.py --output benchmarks/overhead.md
 
 clean:
-	rm -rf $(VENV) runs build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) runs build dist docs/_build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,5 @@
 """
-SB3 callbacks that show what influence scoring and IIF do, in TensorBoard (METHOD.md sections 1 and 5).
+SB3 callbacks that show what influence scoring and IIF do, in TensorBoard (docs page "Diagnostics gallery").
 
 - :class:`InfluenceDiagnosticsCallback`: every iteration, summaries of the influence scores (scalars,
   histograms, a score-vs-advantage scatter, a table of the top and bottom records, an image grid of the
@@ -425,10 +425,10 @@ Probe = tuple[Any, Any]
 
 class BehaviorTimelineCallback(BaseCallback):
     """
-    Watches behaviour formation (METHOD.md section 5): for user-given (observation, action) probes, every
-    iteration scores the rollout buffer under :class:`~sb3_influence.ActionObjective` ("which records make the agent
-    take ``a*`` in ``s*``") at ``_on_rollout_end`` (parameters ``theta_k``) and logs, per probe
-    ``behavior/<name>/...``:
+    Watches behaviour formation (docs page "Diagnostics gallery", "The behaviour-formation phases"): for user-given
+    (observation, action) probes, every iteration scores the rollout buffer under
+    :class:`~sb3_influence.ActionObjective` ("which records make the agent take ``a*`` in ``s*``") at
+    ``_on_rollout_end`` (parameters ``theta_k``) and logs, per probe ``behavior/<name>/...``:
 
     - ``log_prob``: the objective, ``mean log pi(a*|s*)`` (rises as the behaviour forms);
     - ``top_action_match``: fraction of the top-k records whose action is a probe action (high in phase 1,

@@ -1,5 +1,5 @@
 """
-The maths of the influence diagnostics (METHOD.md section 5), as small pure functions on numpy arrays.
+The maths of the influence diagnostics (docs page "Diagnostics gallery"), as small pure functions on numpy arrays.
 
 - :func:`monte_carlo_advantages`: the Monte-Carlo advantage ``A_bar`` from empirical discounted returns
   in the buffer, for the paper's ``A_bar * A_hat`` advantage-accuracy analysis;
@@ -104,7 +104,8 @@ def monte_carlo_advantages(
 ) -> np.ndarray:
     """
     The Monte-Carlo advantage ``A_bar`` of every record from empirical discounted returns in the buffer
-    (METHOD.md section 5), for the paper's analysis of the scores against ``A_bar * A_hat``.
+    (docs page "Diagnostics gallery", section "The Monte-Carlo advantage"), for the paper's analysis of the scores
+    against ``A_bar * A_hat``.
 
     With ``G`` the return-to-go of :func:`discounted_returns_to_go`:
 
@@ -203,8 +204,9 @@ def knn_graph(embeddings: np.ndarray, k: int, chunk_size: int = 512) -> tuple[np
 def roughness(scores: np.ndarray, embeddings: np.ndarray, k: int = 10) -> float:
     """
     Roughness of the influence scores over a k-nearest-neighbour graph of the positively scored records
-    (METHOD.md section 5): ``sum_ij w_ij (I~_i - I~_j)^2 / sum_ij w_ij``. High when neighbouring states get
-    unrelated scores (phase 1, action-advantage association), lower when similar states score alike (phase 2).
+    (docs page "Diagnostics gallery", section "Roughness"): ``sum_ij w_ij (I~_i - I~_j)^2 / sum_ij w_ij``.
+    High when neighbouring states get unrelated scores (phase 1, action-advantage association), lower when
+    similar states score alike (phase 2).
 
     Exact choices:
 

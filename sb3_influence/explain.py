@@ -1,6 +1,6 @@
 """
 Explaining a trained model's action: which experience, collected with the model as in training, pushes it
-towards taking ``a*`` in ``s*``? (The action objective of METHOD.md section 1, on a fresh rollout.)
+towards taking ``a*`` in ``s*``? (The action objective of the docs page "How IIF works", on a fresh rollout.)
 """
 
 from collections.abc import Iterator

@@ -1,4 +1,4 @@
-"""Against what influence is measured: objectives ``f(theta)`` to maximise (METHOD.md section 1)."""
+"""Against what influence is measured: objectives ``f(theta)`` to maximise (docs page "How IIF works", "The objectives")."""
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator

@@ -1,7 +1,7 @@
 """
 How influence is computed: one objective gradient, then one forward-mode JVP over the buffer.
 
-For record ``i`` with PPO loss ``l_i`` (METHOD.md section 1) the TracIn score at ``theta_k`` is
+For record ``i`` with PPO loss ``l_i`` (docs page "How IIF works", "The per-record loss") the TracIn score at ``theta_k`` is
 ``I_i = <g, -grad l_i>`` with ``g = grad f(theta_k)``. That is minus the directional derivative of ``l_i``
 along ``g``, so a single forward-mode pass with tangent ``g`` gives every record's score. At ``theta_k``
 the PPO ratio is 1 and no clipping is active, so
@@ -99,7 +99,8 @@ def dual_parameters(module: nn.Module, tangents: dict[nn.Parameter, th.Tensor]) 
 
     The swap goes module by module (``module.modules()`` visits a shared extractor once, whatever the
     number of names it is registered under), and the same parameter always gets the same dual, so
-    aliasing is preserved; ``torch.func.functional_call`` is avoided on purpose (METHOD.md section 6).
+    aliasing is preserved; ``torch.func.functional_call`` is avoided on purpose (it restores
+    parameters registered under several names in the wrong order).
     Must be used inside ``forward_ad.dual_level()``. The original parameters are always restored.
 
     :param module: The module (policy).
