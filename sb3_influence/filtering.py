@@ -45,7 +45,7 @@ def filter_mask(
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """
-    Decide which records to keep for the update (IIF, METHOD.md section 2).
+    Decide which records to keep for the update (the fixed-p rules of IIF, docs page "How IIF works").
 
     - ``"negative"`` (the paper's rule): with ``N_neg`` records scored below zero, drop the
       ``floor(p * N_neg)`` lowest-scored records.

@@ -297,7 +297,7 @@ class InfluencePPO(PPO):
 
     def compute_influence(self, objective: InfluenceObjective | None = None) -> np.ndarray:
         """
-        Influence scores ``I_i`` (METHOD.md section 1) of every record in the current, full rollout buffer
+        Influence scores ``I_i`` (docs page "How IIF works") of every record in the current, full rollout buffer
         at the current parameters.
 
         Safe to call from a callback's ``_on_rollout_end``: it reads the buffer without changing it, uses no

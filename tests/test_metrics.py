@@ -1,4 +1,4 @@
-"""Hand-checked values for the SE / RT metrics (METHOD.md §4) and their aggregation over seeds."""
+"""Hand-checked values for the SE / RT metrics (docs/metrics.md) and their aggregation over seeds."""
 
 import math
 

@@ -28,7 +28,7 @@ from sb3_influence.zoo import (
 
 CONFIGS = ("influence_ppo.yml", "ppo.yml", "influence_ppo_adam.yml", "ppo_adam.yml")
 ALGO_OF = {name: name.removesuffix("_adam.yml").removesuffix(".yml") for name in CONFIGS}
-# METHOD.md section 3: iterations and p per environment.
+# The paper's setup (docs/metrics.md): iterations and p per environment.
 PAPER = {
     "FrozenLake-v1": (50, 0.5),
     "MiniGrid-Empty-8x8-v0": (40, 0.125),

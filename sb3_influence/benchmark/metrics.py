@@ -1,7 +1,7 @@
 """Sample-efficiency and run-time metrics comparing a PPO learning curve with an IIF learning curve.
 
-Definitions (METHOD.md §4). A learning curve is a 1-D sequence of evaluated returns at iterations
-``1..T``: index ``0`` of the array is iteration ``1``. The PPO and IIF curves may have different lengths.
+Definitions (docs page "Metrics and the paper's results"). A learning curve is a 1-D sequence of evaluated returns
+at iterations ``1..T``: index ``0`` of the array is iteration ``1``. The PPO and IIF curves may have different lengths.
 
 - ``m_X(v)``: the first iteration (1-based) at which method X's evaluated return reaches level ``v``,
   i.e. ``return >= v`` (reaching the level exactly counts).

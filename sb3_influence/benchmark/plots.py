@@ -381,7 +381,11 @@ def summarize_main(argv: Sequence[str]) -> None:
 
     :param argv: Its arguments.
     """
-    parser = argparse.ArgumentParser(prog="python -m sb3_influence.benchmark summarize", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_influence.benchmark summarize",
+        description="SE_ave / SE_peak / RT_peak tables and learning-curve plots of benchmark CSVs written by "
+        "'python -m sb3_influence.benchmark run'; each variant is paired with PPO by seed.",
+    )
     parser.add_argument("folders", nargs="+", help="results folders, one per env (benchmarks/results/<env>)")
     parser.add_argument("--markdown", default=None, help="write the table here")
     parser.add_argument("--plot-dir", default=None, help="write learning_curves_<env>.png here")

@@ -6,7 +6,7 @@ Usage::
     python -m sb3_influence.benchmark --env FrozenLake-v1 --seeds 0 1 2 3 4 --jobs 2 --eval-episodes 100
     python -m sb3_influence.benchmark --env Acrobot-v1 --algos ppo influence_ppo influence_ppo:filter_mode=random
     python -m sb3_influence.benchmark --env LunarLander-v3 --conf ppo=ppo_adam influence_ppo=influence_ppo_adam
-    python -m sb3_influence.benchmark summarize benchmarks/results/FrozenLake-v1 [more dirs] --plot curves.png
+    python -m sb3_influence.benchmark summarize benchmarks/results/FrozenLake-v1 [more dirs] --plot-dir benchmarks
 
 Each run (env, algorithm variant, seed) trains one model on the config entry of the env, read at run time from
 ``zoo_configs/<algo>.yml`` (rl-zoo3 format), and writes one CSV with one row per iteration:
@@ -68,7 +68,7 @@ COLUMNS = (
     "n_dropped",
     "kept_fraction",
 )
-#: Evaluation episodes the paper uses (METHOD.md section 3); any other env: 1000.
+#: Evaluation episodes the paper uses (docs page "Metrics and the paper's results"); any other env: 1000.
 PAPER_EVAL_EPISODES = {"highway-v0": 100, "BipedalWalker-v3": 100}
 DEFAULT_EVAL_EPISODES = 1000
 #: The most vectorised evaluation envs.
