@@ -148,7 +148,9 @@ class InfluencePPO(PPO):
     :param filter_confidence: ``"adaptive"`` mode: the one-sided confidence that a dropped record's cross-fitted
         score is below zero.
     :param filter_min_reliability: ``"adaptive"`` mode: nothing is dropped in an iteration whose cross-fitted scores
-        have a split reliability below this.
+        have a split reliability below this. With gSDE the adaptive rule drops nothing unless the noise matrix is
+        resampled at least once per fold (``0 < sde_sample_freq <= n_steps // influence_folds``): records that share
+        one noise matrix make the folds dependent, and the significance test does not hold (a warning says so).
     :param influence_folds: ``"adaptive"`` mode: number of contiguous folds of the buffer for cross-fitting (at least 3).
     :param filter_whole_minibatches: Round the number of kept records to whole minibatches
         (:func:`~sb3_influence.filtering.round_to_minibatches`), so that no epoch ends on a step over a few records.
@@ -291,6 +293,16 @@ class InfluencePPO(PPO):
                 f"influence_preconditioner='adam' needs an Adam or AdamW optimizer, got {type(self.policy.optimizer).__name__}"
             )
         self._filter_rng = np.random.default_rng(self.seed)
+        if self.filter_mode == "adaptive" and self.fraction > 0 and not self._folds_independent():
+            warnings.warn(
+                "filter_mode='adaptive' drops nothing with gSDE when the exploration noise is resampled less often than "
+                f"once per fold (sde_sample_freq={self.sde_sample_freq}, n_steps // influence_folds = "
+                f"{self.n_steps // self.influence_folds}): the folds then share one noise matrix, so their scores are not "
+                "independent and the significance test does not hold. Set sde_sample_freq to at most "
+                f"{self.n_steps // self.influence_folds}, or use a fixed-p filter_mode to filter anyway.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "last_influence", "_filter_rng"]
@@ -311,6 +323,15 @@ class InfluencePPO(PPO):
         if objective is None:
             objective = self.influence_objective if self.influence_objective is not None else ReturnObjective()
         return model_influence_scores(self, objective=objective)
+
+    def _folds_independent(self) -> bool:
+        """
+        Whether the cross-fitting folds see independent exploration noise: always without gSDE; with gSDE only when
+        the noise matrix is resampled at least once per fold (``0 < sde_sample_freq <= n_steps // influence_folds``).
+        """
+        if not self.use_sde:
+            return True
+        return 0 < self.sde_sample_freq <= self.n_steps // self.influence_folds
 
     @property
     def fraction(self) -> float:
@@ -352,7 +373,7 @@ class InfluencePPO(PPO):
                 keep[usable] = adaptive_filter_mask(
                     candidates,
                     noise_std,
-                    reliability,
+                    reliability if self._folds_independent() else float("nan"),  # NaN: the rule drops nothing
                     self.fraction,
                     self.filter_confidence,
                     self.filter_min_reliability,

@@ -268,3 +268,15 @@ def test_adaptive_mode_logs_its_decision():
     assert logged["influence/nonfinite_records"] == 0
     # the rule's result, rounded to whole minibatches
     assert report.n_kept % 32 == 0
+
+
+def test_adaptive_rule_abstains_when_gsde_noise_is_shared_across_folds():
+    extra = dict(use_sde=True, n_steps=96, batch_size=32, n_epochs=2, seed=0, policy_kwargs=dict(net_arch=[16]))
+    models = [PPO("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), **extra).learn(96 * 2 * 2)]
+    with pytest.warns(UserWarning, match="drops nothing with gSDE"):
+        models.append(InfluencePPO("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), **extra))
+    models[1].learn(96 * 2 * 2)
+    _assert_same_params(*models)  # one noise matrix per rollout: nothing dropped, PPO bit for bit
+    assert models[1].last_influence.n_dropped == 0 and np.isfinite(models[1].last_influence.reliability)
+    resampled = InfluencePPO("MlpPolicy", "Pendulum-v1", **extra, sde_sample_freq=8)  # 8 <= 96 // 3: independent folds
+    assert resampled._folds_independent()

@@ -100,6 +100,7 @@ TASKS: dict[str, PanelTask] = {
         PanelTask("identity-box", "identity-box", "Box", 8192, 8, _TOY),
         PanelTask("cartpole", "CartPole-v1", "Discrete", 40_960, 5, dict(_CLASSIC, gamma=0.98, gae_lambda=0.8)),
         PanelTask("pendulum", "Pendulum-v1", "Box", 40_960, 5, dict(_CLASSIC, gamma=0.9, n_steps=512, use_sde=True)),
+        PanelTask("pendulum-nosde", "Pendulum-v1", "Box", 40_960, 5, dict(_CLASSIC, gamma=0.9, n_steps=512)),
         PanelTask("acrobot", "Acrobot-v1", "Discrete", 40_960, 5, _CLASSIC),
         PanelTask(
             "frozenlake",
