@@ -148,9 +148,8 @@ class InfluencePPO(PPO):
     :param filter_confidence: ``"adaptive"`` mode: the one-sided confidence that a dropped record's cross-fitted
         score is below zero.
     :param filter_min_reliability: ``"adaptive"`` mode: nothing is dropped in an iteration whose cross-fitted scores
-        have a split reliability below this. With gSDE the adaptive rule drops nothing unless the noise matrix is
-        resampled at least once per fold (``0 < sde_sample_freq <= n_steps // influence_folds``): records that share
-        one noise matrix make the folds dependent, and the significance test does not hold (a warning says so).
+        have a split reliability below this. The adaptive rule drops nothing (a warning says so) with continuous
+        (``Box``) actions, where filtering cost PPO return on the no-harm panel.
     :param influence_folds: ``"adaptive"`` mode: number of contiguous folds of the buffer for cross-fitting (at least 3).
     :param filter_whole_minibatches: Round the number of kept records to whole minibatches
         (:func:`~sb3_influence.filtering.round_to_minibatches`), so that no epoch ends on a step over a few records.
@@ -293,13 +292,11 @@ class InfluencePPO(PPO):
                 f"influence_preconditioner='adam' needs an Adam or AdamW optimizer, got {type(self.policy.optimizer).__name__}"
             )
         self._filter_rng = np.random.default_rng(self.seed)
-        if self.filter_mode == "adaptive" and self.fraction > 0 and not self._folds_independent():
+        reason = self._adaptive_abstention()
+        if self.filter_mode == "adaptive" and self.fraction > 0 and reason is not None:
             warnings.warn(
-                "filter_mode='adaptive' drops nothing with gSDE when the exploration noise is resampled less often than "
-                f"once per fold (sde_sample_freq={self.sde_sample_freq}, n_steps // influence_folds = "
-                f"{self.n_steps // self.influence_folds}): the folds then share one noise matrix, so their scores are not "
-                "independent and the significance test does not hold. Set sde_sample_freq to at most "
-                f"{self.n_steps // self.influence_folds}, or use a fixed-p filter_mode to filter anyway.",
+                f"filter_mode='adaptive' drops nothing here: {reason}. Training is then PPO's; use a fixed-p filter_mode "
+                "(e.g. filter_mode='negative', filter_fraction=0.125) to filter anyway.",
                 UserWarning,
                 stacklevel=3,
             )
@@ -324,14 +321,17 @@ class InfluencePPO(PPO):
             objective = self.influence_objective if self.influence_objective is not None else ReturnObjective()
         return model_influence_scores(self, objective=objective)
 
-    def _folds_independent(self) -> bool:
+    def _adaptive_abstention(self) -> str | None:
         """
-        Whether the cross-fitting folds see independent exploration noise: always without gSDE; with gSDE only when
-        the noise matrix is resampled at least once per fold (``0 < sde_sample_freq <= n_steps // influence_folds``).
+        Why the adaptive rule drops nothing for this model, or ``None`` when it may filter.
+
+        Continuous (``Box``) actions: on the no-harm panel both rules cost PPO return on Pendulum, with gSDE (where
+        one noise matrix per rollout also makes the folds dependent) and without, and on held-out seeds
+        (benchmarks/RESULTS.md), so the default abstains there.
         """
-        if not self.use_sde:
-            return True
-        return 0 < self.sde_sample_freq <= self.n_steps // self.influence_folds
+        if isinstance(self.action_space, spaces.Box):
+            return "continuous (Box) actions, where filtering cost PPO return on the no-harm panel"
+        return None
 
     @property
     def fraction(self) -> float:
@@ -373,7 +373,7 @@ class InfluencePPO(PPO):
                 keep[usable] = adaptive_filter_mask(
                     candidates,
                     noise_std,
-                    reliability if self._folds_independent() else float("nan"),  # NaN: the rule drops nothing
+                    float("nan") if self._adaptive_abstention() else reliability,  # NaN: the rule drops nothing
                     self.fraction,
                     self.filter_confidence,
                     self.filter_min_reliability,
