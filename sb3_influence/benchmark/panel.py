@@ -464,7 +464,8 @@ LEGEND = (
 
 def plot_panel(folder: str | Path, output: str | Path, dpi: int = 90) -> Path:
     """
-    One panel per task: every variant's mean learning curve over seeds, with its standard-error band.
+    One panel per task: every variant's mean learning curve over seeds, with its standard-error band (one colour
+    per variant in every panel).
 
     :param folder: Folder of panel CSVs.
     :param output: The PNG to write.
@@ -482,22 +483,25 @@ def plot_panel(folder: str | Path, output: str | Path, dpi: int = 90) -> Path:
     n_cols = min(4, len(paths))
     n_rows = math.ceil(len(paths) / n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 2.8 * n_rows), squeeze=False)
-    for ax, path in zip(axes.flat, paths, strict=False):
-        for variant, runs in read_panel(path).items():
+    panels = [read_panel(path) for path in paths]
+    variants = list(dict.fromkeys(variant for curves in panels for variant in curves))  # one colour each, everywhere
+    colours = {variant: plt.get_cmap("tab10")(index % 10) for index, variant in enumerate(variants)}
+    for ax, path, curves_by_variant in zip(axes.flat, paths, panels, strict=False):
+        for variant, runs in curves_by_variant.items():
             curves = np.stack(list(runs.values()))
             mean = curves.mean(axis=0)
             sem = curves.std(axis=0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else np.zeros_like(mean)
             x = np.arange(mean.size)
-            ax.plot(x, mean, label=f"{variant} ({len(curves)})", linewidth=1.2)
-            ax.fill_between(x, mean - sem, mean + sem, alpha=0.2)
+            ax.plot(x, mean, color=colours[variant], linewidth=1.2)
+            ax.fill_between(x, mean - sem, mean + sem, color=colours[variant], alpha=0.2)
         ax.set_title(path.stem, fontsize=9)
         ax.set_xlabel("iteration", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes.flat[len(paths) :]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    handles = [plt.Line2D([], [], color=colours[variant]) for variant in variants]
+    fig.legend(handles, variants, loc="lower center", ncol=min(3, len(variants)), fontsize=8)
+    fig.tight_layout(rect=(0, 0.04 * math.ceil(len(variants) / 3) + 0.02, 1, 1))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=dpi)
