@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from sb3_influence.benchmark.evaluation import evaluate_fixed
-from sb3_influence.benchmark.runner import environment_metadata, parse_algo_spec
+from sb3_influence.benchmark.runner import atomic_write, environment_metadata, parse_algo_spec
 
 #: Columns of a panel CSV.
 PANEL_COLUMNS = ("task", "variant", "seed", "iteration", "timesteps", "eval_mean", "kept_fraction")
@@ -271,7 +271,7 @@ def run_panel(
             **environment_metadata(),
             "command": command,
         }
-        with open(path, "w", newline="") as file:
+        with atomic_write(path) as file:
             for key, value in metadata.items():
                 file.write(f"# {key}: {value}\n")
             for line in old_metadata:  # an earlier call's runs, kept

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import copy
 import csv
 import importlib
@@ -45,10 +46,10 @@ import shlex
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import yaml
@@ -503,6 +504,22 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
     return path
 
 
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[TextIO]:
+    """
+    Open ``path.partial`` for writing and rename it to ``path`` once the block ends without an error, so that a
+    file on disk is never half-written (a stopped sweep leaves no truncated CSV behind).
+
+    :param path: The file to write.
+    :return: The open text file (``newline=""``, for ``csv``).
+    """
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", newline="") as file:
+        yield file
+    partial.replace(path)
+
+
 def write_run_csv(path: str | Path, metadata: dict[str, Any], rows: Sequence[dict[str, Any]]) -> None:
     """
     Write a run's CSV: ``# key: value`` metadata lines, then the header and one row per iteration.
@@ -511,9 +528,7 @@ def write_run_csv(path: str | Path, metadata: dict[str, Any], rows: Sequence[dic
     :param metadata: The metadata (values written with ``str``; no newlines allowed).
     :param rows: One mapping per iteration with the :data:`COLUMNS`.
     """
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")  # renamed when complete: a CSV on disk is never half-written
-    with open(partial, "w", newline="") as file:
+    with atomic_write(path) as file:
         for key, value in metadata.items():
             text = str(value).replace("\n", " ")
             file.write(f"# {key}: {text}\n")
@@ -521,7 +536,6 @@ def write_run_csv(path: str | Path, metadata: dict[str, Any], rows: Sequence[dic
         writer.writeheader()
         for row in rows:
             writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()})
-    partial.replace(path)
 
 
 @dataclass
