@@ -1,103 +1,23 @@
 """InfluencePPO: PPO with Iterative Influence-based Filtering (IIF)."""
 
-import inspect
-import time
-import warnings
-from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3 import PPO
-from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, BasePolicy, MultiInputActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
-from sb3_influence.buffers import FilteredDictRolloutBuffer, FilteredRolloutBuffer, FilterMixin
-from sb3_influence.filtering import adaptive_filter_mask, check_filter_args, filter_mask, round_to_minibatches
-from sb3_influence.objectives import InfluenceObjective, ReturnObjective
-from sb3_influence.records import RolloutRecords
-from sb3_influence.scoring import PRECONDITIONERS, model_crossfit_scores, model_influence_scores
+from sb3_influence.buffers import FilteredDictRolloutBuffer, FilteredRolloutBuffer
+from sb3_influence.iif import DEFAULT_FILTER_FRACTIONS, InfluenceFilterMixin, InfluenceReport
+from sb3_influence.objectives import InfluenceObjective
+
+__all__ = ["DEFAULT_FILTER_FRACTIONS", "InfluencePPO", "InfluenceReport"]
 
 SelfInfluencePPO = TypeVar("SelfInfluencePPO", bound="InfluencePPO")
 
-#: ``filter_fraction`` when none is given, per ``filter_mode``: the adaptive rule is capped by its test only.
-DEFAULT_FILTER_FRACTIONS: dict[str, float] = {"adaptive": 1.0, "negative": 0.125, "all": 0.125, "random": 0.125}
 
-
-@dataclass(frozen=True)
-class InfluenceReport:
-    """
-    What the last IIF step saw and did (``model.last_influence``).
-
-    :param scores: Influence scores ``(n_steps, n_envs)`` at ``theta_k`` (read-only).
-    :param kept: Boolean mask ``(n_steps, n_envs)`` of the records the update used (read-only).
-    :param seconds: Wall-clock time of the scoring (gradient + JVP), in seconds.
-    :param filter_seconds: Wall-clock time of the keep/drop decision, in seconds.
-    :param num_timesteps: ``model.num_timesteps`` when the buffer was scored.
-    :param finite: Whether every record had a finite reward, advantage, return and score (records that did not
-        were left out of the update).
-    :param update_seconds: Wall-clock time of PPO's update on the kept records (``None`` until it ran; also
-        ``None`` when no record was left to update on and the update was skipped).
-    :param reliability: The adaptive rule's split reliability of the cross-fitted scores (NaN in the fixed modes).
-    :param noise_std: The adaptive rule's pooled standard error of the cross-fitted scores (NaN in the fixed modes).
-    :param n_nonfinite: Number of records left out because their data or score was not finite.
-    """
-
-    scores: np.ndarray
-    kept: np.ndarray
-    seconds: float
-    filter_seconds: float = 0.0
-    num_timesteps: int = 0
-    finite: bool = True
-    update_seconds: float | None = None
-    reliability: float = float("nan")
-    noise_std: float = float("nan")
-    n_nonfinite: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("scores", "kept"):
-            array = np.array(getattr(self, name), copy=True)
-            array.flags.writeable = False
-            object.__setattr__(self, name, array)
-        if self.kept.shape != self.scores.shape or self.kept.dtype != np.bool_:
-            raise ValueError(f"kept must be a boolean mask shaped like scores {self.scores.shape}")
-
-    @property
-    def n_kept(self) -> int:
-        """Number of records the update used."""
-        return int(np.count_nonzero(self.kept))
-
-    @property
-    def n_dropped(self) -> int:
-        """Number of records the filter dropped."""
-        return self.kept.size - self.n_kept
-
-
-def _is_filtering_buffer(buffer_class: Any) -> bool:
-    return isinstance(buffer_class, type) and issubclass(buffer_class, FilterMixin) and issubclass(buffer_class, RolloutBuffer)
-
-
-def _check_policy(policy: BasePolicy) -> None:
-    """Raise a ``ValueError`` naming the policy if influence cannot be computed for it."""
-    name = type(policy).__name__
-    if not isinstance(policy, ActorCriticPolicy):
-        raise ValueError(f"InfluencePPO supports ActorCriticPolicy subclasses only, got {name}")
-    # Scoring calls policy.evaluate_actions(obs, actions), as PPO's train() does.
-    required = [
-        p.name
-        for p in inspect.signature(policy.evaluate_actions).parameters.values()
-        if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    if len(required) > 2:
-        raise ValueError(
-            f"InfluencePPO does not support {name}: its evaluate_actions needs {required}, not just (obs, actions) "
-            "(recurrent policies belong to sb3-contrib's RecurrentPPO, which has no influence support yet)"
-        )
-
-
-class InfluencePPO(PPO):
+class InfluencePPO(InfluenceFilterMixin, PPO):
     """
     PPO with Iterative Influence-based Filtering (IIF), from "A Snapshot of Influence: A Local Data
     Attribution Framework for Online Reinforcement Learning" (Hu et al., NeurIPS 2025, arXiv 2505.19281).
@@ -205,17 +125,17 @@ class InfluencePPO(PPO):
         influence_preconditioner: str = "none",
         _init_setup_model: bool = True,
     ):
-        self.filter_fraction = filter_fraction
-        self.filter_mode = filter_mode
-        self.filter_confidence = filter_confidence
-        self.filter_min_reliability = filter_min_reliability
-        self.influence_folds = influence_folds
-        self.filter_whole_minibatches = filter_whole_minibatches
-        self.influence_objective = influence_objective
-        self.influence_chunk_size = influence_chunk_size
-        self.influence_preconditioner = influence_preconditioner
-        self._check_influence_args()  # fail before the env and policy are built
-        self.last_influence: InfluenceReport | None = None
+        self._init_influence(
+            filter_fraction,
+            filter_mode,
+            filter_confidence,
+            filter_min_reliability,
+            influence_folds,
+            filter_whole_minibatches,
+            influence_objective,
+            influence_chunk_size,
+            influence_preconditioner,
+        )
         super().__init__(
             policy,
             env,
@@ -244,177 +164,6 @@ class InfluencePPO(PPO):
             device=device,
             _init_setup_model=_init_setup_model,
         )
-
-    def _check_influence_args(self) -> None:
-        # Also run by _setup_model: load(**kwargs) sets attributes without the constructor.
-        check_filter_args(0.0 if self.filter_fraction is None else self.filter_fraction, self.filter_mode)
-        if self.filter_fraction is not None:
-            self.filter_fraction = float(self.filter_fraction)
-        objective, chunk_size = self.influence_objective, self.influence_chunk_size
-        if objective is not None and not isinstance(objective, InfluenceObjective):
-            raise ValueError(f"influence_objective must be an InfluenceObjective, got {type(objective).__name__}")
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"influence_chunk_size must be a positive integer, got {chunk_size!r}")
-        if not 0.0 < float(self.filter_confidence) < 1.0:
-            raise ValueError(f"filter_confidence must be in (0, 1), got {self.filter_confidence!r}")
-        if not isinstance(self.filter_min_reliability, (int, float)) or np.isnan(self.filter_min_reliability):
-            raise ValueError(f"filter_min_reliability must be a number, got {self.filter_min_reliability!r}")
-        folds = self.influence_folds
-        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 3:
-            raise ValueError(f"influence_folds must be an integer >= 3, got {folds!r}")
-        if self.filter_mode == "adaptive" and objective is not None and not isinstance(objective, ReturnObjective):
-            raise ValueError(
-                f"filter_mode='adaptive' cross-fits the return objective; got influence_objective={objective!r} "
-                "(use a fixed-p filter_mode with another objective)"
-            )
-        if self.influence_preconditioner not in PRECONDITIONERS:
-            raise ValueError(
-                f"Unknown influence_preconditioner {self.influence_preconditioner!r}, expected one of {PRECONDITIONERS}"
-            )
-
-    def _setup_model(self) -> None:
-        self._check_influence_args()
-        # Plain SB3 buffers (also what a PPO zip stores) become their filtering variants.
-        buffer_class: Any = self.rollout_buffer_class
-        if buffer_class is None or buffer_class in (RolloutBuffer, DictRolloutBuffer):
-            is_dict = isinstance(self.observation_space, spaces.Dict)
-            buffer_class = FilteredDictRolloutBuffer if is_dict else FilteredRolloutBuffer
-        if not _is_filtering_buffer(buffer_class):
-            raise ValueError(
-                f"InfluencePPO cannot filter with rollout_buffer_class={getattr(buffer_class, '__name__', buffer_class)}: "
-                "use RolloutBuffer/DictRolloutBuffer (the default) or a subclass of sb3_influence.buffers.FilterMixin"
-            )
-        self.rollout_buffer_class = buffer_class
-        super()._setup_model()
-        _check_policy(self.policy)
-        if self.influence_preconditioner == "adam" and not isinstance(self.policy.optimizer, (th.optim.Adam, th.optim.AdamW)):
-            raise ValueError(
-                f"influence_preconditioner='adam' needs an Adam or AdamW optimizer, got {type(self.policy.optimizer).__name__}"
-            )
-        self._filter_rng = np.random.default_rng(self.seed)
-        reason = self._adaptive_abstention()
-        if self.filter_mode == "adaptive" and self.fraction > 0 and reason is not None:
-            warnings.warn(
-                f"filter_mode='adaptive' drops nothing here: {reason}. Training is then PPO's; use a fixed-p filter_mode "
-                "(e.g. filter_mode='negative', filter_fraction=0.125) to filter anyway.",
-                UserWarning,
-                stacklevel=3,
-            )
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "last_influence", "_filter_rng"]
-
-    def compute_influence(self, objective: InfluenceObjective | None = None) -> np.ndarray:
-        """
-        Influence scores ``I_i`` (docs page "How IIF works") of every record in the current, full rollout buffer
-        at the current parameters.
-
-        Safe to call from a callback's ``_on_rollout_end``: it reads the buffer without changing it, uses no
-        random numbers and leaves the parameters and their gradients as they were.
-
-        :param objective: What influence is measured against; defaults to the model's ``influence_objective``
-            (the return objective unless set), e.g. an :class:`~sb3_influence.ActionObjective`.
-        :return: Scores of shape ``(n_steps, n_envs)``, the layout of ``rollout_buffer.advantages``;
-            positive = a gradient step on the record increases the objective.
-        """
-        if objective is None:
-            objective = self.influence_objective if self.influence_objective is not None else ReturnObjective()
-        return model_influence_scores(self, objective=objective)
-
-    def _adaptive_abstention(self) -> str | None:
-        """
-        Why the adaptive rule drops nothing for this model, or ``None`` when it may filter.
-
-        Continuous (``Box``) actions: on the no-harm panel both rules cost PPO return on Pendulum, with gSDE (where
-        one noise matrix per rollout also makes the folds dependent) and without, and on held-out seeds
-        (benchmarks/RESULTS.md), so the default abstains there.
-        """
-        if isinstance(self.action_space, spaces.Box):
-            return "continuous (Box) actions, where filtering cost PPO return on the no-harm panel"
-        return None
-
-    @property
-    def fraction(self) -> float:
-        """The filter fraction in use: ``filter_fraction``, or the mode's default when it is ``None``."""
-        if self.filter_fraction is None:
-            return DEFAULT_FILTER_FRACTIONS[self.filter_mode]
-        return float(self.filter_fraction)
-
-    def _score_rollout(self, records: RolloutRecords) -> tuple[np.ndarray, np.ndarray, float, float]:
-        """
-        The scores of the IIF step: ``(scores, rank_by, reliability, noise_std)``. ``scores`` are the TracIn scores
-        that are reported; the rule ranks by ``rank_by`` (the cross-fitted scores in ``"adaptive"`` mode).
-        """
-        if self.filter_mode == "adaptive":
-            crossfit = model_crossfit_scores(self, records, self.influence_folds)
-            return crossfit.total, crossfit.scores, crossfit.reliability, crossfit.noise_std
-        scores = model_influence_scores(self, records, self.influence_objective)
-        return scores, scores, float("nan"), float("nan")
-
-    def _filter_rollout(self) -> InfluenceReport:
-        """Score the full buffer at ``theta_k`` and set the buffer's keep mask (the IIF step)."""
-        start = time.perf_counter()
-        records = RolloutRecords.from_buffer(self.rollout_buffer)
-        scores, rank_by, reliability, noise_std = self._score_rollout(records)
-        scored = time.perf_counter()
-        usable = np.isfinite(rank_by) & records.finite.reshape(rank_by.shape)
-        n_nonfinite = int(rank_by.size - np.count_nonzero(usable))
-        if n_nonfinite:
-            warnings.warn(
-                f"{n_nonfinite} of {rank_by.size} record(s) have a non-finite reward, advantage, return or influence "
-                "score: they are left out of this iteration's update",
-                RuntimeWarning,
-            )
-        keep = np.zeros(rank_by.shape, dtype=bool)
-        if usable.any():
-            candidates = rank_by[usable]
-            min_keep = min(self.batch_size, candidates.size)  # never less than one minibatch to train on
-            if self.filter_mode == "adaptive":
-                keep[usable] = adaptive_filter_mask(
-                    candidates,
-                    noise_std,
-                    float("nan") if self._adaptive_abstention() else reliability,  # NaN: the rule drops nothing
-                    self.fraction,
-                    self.filter_confidence,
-                    self.filter_min_reliability,
-                    min_keep,
-                )
-            else:
-                keep[usable] = filter_mask(candidates, self.fraction, self.filter_mode, min_keep, self._filter_rng)
-            if self.filter_whole_minibatches:
-                keep = round_to_minibatches(keep, np.where(usable, rank_by, np.nan), self.batch_size)
-        report = InfluenceReport(
-            scores=scores,
-            kept=keep,
-            seconds=scored - start,
-            filter_seconds=time.perf_counter() - scored,
-            num_timesteps=self.num_timesteps,
-            finite=n_nonfinite == 0,
-            reliability=reliability,
-            noise_std=noise_std,
-            n_nonfinite=n_nonfinite,
-        )
-        if keep.any():
-            self.rollout_buffer.set_keep_mask(None if keep.all() else keep)
-        self.last_influence = report
-        self.logger.record("influence/dropped", report.n_dropped)
-        self.logger.record("influence/kept_fraction", report.n_kept / rank_by.size)
-        self.logger.record("influence/scoring_time", report.seconds)
-        self.logger.record("influence/nonfinite_records", n_nonfinite)
-        if self.filter_mode == "adaptive":
-            self.logger.record("influence/reliability", reliability)
-            self.logger.record("influence/noise_std", noise_std)
-        return report
-
-    def train(self) -> None:
-        """Score and filter the rollout buffer, then run PPO's update on the kept records."""
-        report = self._filter_rollout()
-        if report.n_kept == 0:
-            warnings.warn("No record with finite data and scores is left: this iteration's update is skipped", RuntimeWarning)
-            return
-        start = time.perf_counter()
-        super().train()
-        self.last_influence = replace(report, update_seconds=time.perf_counter() - start)
 
     def learn(
         self: SelfInfluencePPO,

@@ -68,6 +68,13 @@ class ReturnObjective(InfluenceObjective):
             raise ValueError(f"ReturnObjective mask has {self.mask.size} entries for {records.n} records")
         include = records.finite if self.mask is None else records.finite & self.mask
         advantages = th.as_tensor(np.where(include, records.advantages, 0.0), dtype=th.float32, device=policy.device)
+        if records.recurrent:  # whole sequences; the records left out weigh 0
+            included = th.as_tensor(include, device=policy.device)
+            for index in records.chunks(chunk_size):
+                if include[index].any():
+                    _, log_prob, _ = evaluate_records(policy, records, index)
+                    yield (advantages[index] * log_prob)[included[index]].sum() / records.n
+            return
         for start in range(0, records.n, chunk_size):
             block = include[start : start + chunk_size]
             index: slice | np.ndarray = slice(start, start + block.size) if block.all() else start + np.flatnonzero(block)

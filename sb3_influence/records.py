@@ -2,12 +2,13 @@
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
-from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.utils import obs_as_tensor
 
 NumpyObs = np.ndarray | dict[str, np.ndarray]
@@ -45,6 +46,12 @@ class RolloutRecords:
     :param episode_starts: 1.0 where ``s_i`` is the first state of an episode (as SB3 stores it).
     :param n_steps: Steps per environment.
     :param n_envs: Number of environments.
+    :param action_masks: The action masks of a maskable buffer, ``(n, mask_dim)`` (``None`` for other buffers):
+        the policy is evaluated on the masked distributions, as ``MaskablePPO.train()`` does.
+    :param lstm_states: For a recurrent buffer, the LSTM states ``(h_pi, c_pi, h_vf, c_vf)`` at each environment's
+        first step, each ``(n_layers, n_envs, hidden_size)`` (``None`` for other buffers). Records are then evaluated
+        by whole sequences: each environment's rollout from these states, the LSTM reset at episode starts
+        (see :func:`evaluate_records`).
     """
 
     observations: NumpyObs
@@ -57,6 +64,13 @@ class RolloutRecords:
     episode_starts: np.ndarray
     n_steps: int
     n_envs: int
+    action_masks: np.ndarray | None = None
+    lstm_states: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the records come from a recurrent buffer (evaluated by whole sequences)."""
+        return self.lstm_states is not None
 
     @property
     def n(self) -> int:
@@ -68,7 +82,8 @@ class RolloutRecords:
         """
         Read a full rollout buffer without changing it, before or after ``get()`` flattened it.
 
-        :param buffer: A full ``RolloutBuffer`` or ``DictRolloutBuffer`` whose advantages are computed.
+        :param buffer: A full ``RolloutBuffer`` or ``DictRolloutBuffer`` (or an sb3-contrib maskable or recurrent
+            buffer) whose advantages are computed.
         :return: The buffer's records.
         """
         if not buffer.full:
@@ -83,6 +98,15 @@ class RolloutRecords:
             observations = {key: view(obs) for key, obs in buffer.observations.items()}
         else:
             observations = view(buffer.observations)
+        lstm_states = None
+        episode_starts = buffer.episode_starts.reshape(-1)  # SB3's get() never flattens rewards and episode starts
+        if hasattr(buffer, "hidden_states_pi"):  # sb3-contrib's recurrent buffers, whose get() flattens both
+            episode_starts = view(buffer.episode_starts).reshape(-1)
+            lstm_states = tuple(
+                _first_states(getattr(buffer, name), n_steps, n_envs, flat)
+                for name in ("hidden_states_pi", "cell_states_pi", "hidden_states_vf", "cell_states_vf")
+            )
+        masks = getattr(buffer, "action_masks", None)
         return cls(
             observations=observations,
             actions=view(buffer.actions),
@@ -90,11 +114,12 @@ class RolloutRecords:
             values=view(buffer.values).reshape(-1),
             advantages=view(buffer.advantages).reshape(-1),
             returns=view(buffer.returns).reshape(-1),
-            # get() never flattens rewards and episode starts
             rewards=buffer.rewards.reshape(-1),
-            episode_starts=buffer.episode_starts.reshape(-1),
+            episode_starts=episode_starts,
             n_steps=n_steps,
             n_envs=n_envs,
+            action_masks=None if masks is None else view(masks),
+            lstm_states=lstm_states,  # type: ignore[arg-type]
         )
 
     @property
@@ -111,10 +136,21 @@ class RolloutRecords:
         """
         Consecutive slices covering all records (or index arrays covering the finite ones).
 
+        Recurrent records come in whole sequences instead: index arrays of whole environments (as many as fit in
+        ``chunk_size`` records, at least one), each environment's steps in order; ``finite_only`` is then ignored
+        (the LSTM needs every step of a sequence) and callers mask the non-finite records themselves.
+
         :param chunk_size: Records per slice.
         :param finite_only: Yield only the records of :attr:`finite`, as index arrays (empty chunks are skipped).
         :return: Iterator of slices, or of index arrays with ``finite_only``.
         """
+        if self.recurrent:
+            per_chunk = max(1, chunk_size // self.n_steps)
+            steps = np.arange(self.n_steps)
+            for first in range(0, self.n_envs, per_chunk):
+                envs = np.arange(first, min(first + per_chunk, self.n_envs))
+                yield (steps[None, :] * self.n_envs + envs[:, None]).reshape(-1)
+            return
         finite = self.finite if finite_only else None
         for start in range(0, self.n, chunk_size):
             index = slice(start, min(start + chunk_size, self.n))
@@ -122,6 +158,13 @@ class RolloutRecords:
                 yield index
             elif finite[index].any():
                 yield start + np.flatnonzero(finite[index])
+
+
+def _first_states(states: np.ndarray, n_steps: int, n_envs: int, flattened: bool) -> np.ndarray:
+    """A recurrent buffer's LSTM states at each env's first step, ``(n_layers, n_envs, hidden_size)``."""
+    if flattened:  # (n_envs * n_steps, n_layers, hidden), env-major
+        return states.reshape(n_envs, n_steps, *states.shape[1:])[:, 0].swapaxes(0, 1)
+    return states[0]  # (n_steps, n_layers, n_envs, hidden)
 
 
 def observations_to_tensor(observations: NumpyObs, device: th.device) -> TorchObs:
@@ -164,17 +207,38 @@ def select_obs(observations: NumpyObs, index: slice | np.ndarray) -> NumpyObs:
 
 
 def evaluate_records(
-    policy: ActorCriticPolicy, records: RolloutRecords, index: slice | np.ndarray
+    policy: Any, records: RolloutRecords, index: slice | np.ndarray
 ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
     """
-    ``policy.evaluate_actions`` on some records: values, log-probabilities and entropies (or ``None``).
+    ``policy.evaluate_actions`` on some records, as the algorithm's ``train()`` calls it: values, log-probabilities
+    and entropies (or ``None``).
 
-    :param policy: The actor-critic policy.
+    - Plain records: ``evaluate_actions(obs, actions)`` (PPO, A2C).
+    - Records with action masks: ``evaluate_actions(obs, actions, action_masks=masks)`` (MaskablePPO).
+    - Recurrent records: ``index`` must hold whole environments, each one's steps in order (as
+      :meth:`RolloutRecords.chunks` yields them); each environment is one sequence from its first step's stored
+      LSTM states, reset at episode starts: ``evaluate_actions(obs, actions, lstm_states, episode_starts)``
+      (RecurrentPPO). At the collection parameters this reproduces the rollout's values and log-probabilities.
+
+    :param policy: The policy (an ``ActorCriticPolicy``, or sb3-contrib's maskable or recurrent policy).
     :param records: The records.
     :param index: Which records.
     :return: ``(values, log_prob, entropy)``, each of shape ``(len(index),)``.
     """
     obs = observations_to_tensor(select_obs(records.observations, index), policy.device)
     actions = actions_to_tensor(records.actions[index], policy.action_space, policy.device)
-    values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+    if records.lstm_states is not None:
+        index = np.asarray(index)
+        if index.size % records.n_steps or not np.array_equal(
+            index.reshape(-1, records.n_steps), index[:: records.n_steps, None] + records.n_envs * np.arange(records.n_steps)
+        ):
+            raise ValueError("Recurrent records are evaluated by whole sequences: index must hold whole environments")
+        envs = index[:: records.n_steps] % records.n_envs
+        h_pi, c_pi, h_vf, c_vf = (th.as_tensor(s[:, envs], device=policy.device).contiguous() for s in records.lstm_states)
+        starts = th.as_tensor(records.episode_starts[index], dtype=th.float32, device=policy.device)
+        values, log_prob, entropy = policy.evaluate_actions(obs, actions, RNNStates((h_pi, c_pi), (h_vf, c_vf)), starts)
+    elif records.action_masks is not None:
+        values, log_prob, entropy = policy.evaluate_actions(obs, actions, action_masks=records.action_masks[index])
+    else:
+        values, log_prob, entropy = policy.evaluate_actions(obs, actions)
     return values.flatten(), log_prob.flatten(), None if entropy is None else entropy.flatten()

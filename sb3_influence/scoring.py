@@ -101,6 +101,7 @@ def dual_parameters(module: nn.Module, tangents: dict[nn.Parameter, th.Tensor]) 
     number of names it is registered under), and the same parameter always gets the same dual, so
     aliasing is preserved; ``torch.func.functional_call`` is avoided on purpose (it restores
     parameters registered under several names in the wrong order).
+    Recurrent layers (``nn.LSTM``), which run on a cached list of their weights, get that list rebuilt both ways.
     Must be used inside ``forward_ad.dual_level()``. The original parameters are always restored.
 
     :param module: The module (policy).
@@ -114,10 +115,19 @@ def dual_parameters(module: nn.Module, tangents: dict[nn.Parameter, th.Tensor]) 
                 if param is not None and id(param) in duals:
                     swapped.append((mod, name, param))
                     mod._parameters[name] = duals[id(param)]  # type: ignore[assignment]
+        _refresh_flat_weights(module)
         yield
     finally:
         for mod, name, param in reversed(swapped):
             mod._parameters[name] = param
+        _refresh_flat_weights(module)
+
+
+def _refresh_flat_weights(module: nn.Module) -> None:
+    """``nn.LSTM`` and the other RNNs run on the list ``_flat_weights``, rebuilt here from ``_parameters``."""
+    for mod in module.modules():
+        if isinstance(mod, nn.RNNBase):
+            mod._init_flat_weights()
 
 
 def standardized_advantages(advantages: th.Tensor, normalize: bool) -> th.Tensor:
@@ -167,7 +177,7 @@ def _directional_scores(
         if not tangents:  # f does not depend on the parameters: nothing has influence
             scores[row, finite] = 0.0
             continue
-        with th.no_grad(), fwAD.dual_level(), dual_parameters(policy, tangents):
+        with th.no_grad(), fwAD.dual_level(), dual_parameters(policy, tangents), _forward_ad_rnn(policy):
             for index in records.chunks(chunk_size, finite_only=True):
                 values, log_prob, entropy = evaluate_records(policy, records, index)
                 d_log_prob = _tangent(log_prob)
@@ -176,7 +186,22 @@ def _directional_scores(
                 scores[row, index] = (
                     adv[index] * d_log_prob + ent_coef * d_entropy - 2.0 * vf_coef * (v - returns[index]) * d_v
                 )
+    if records.recurrent:  # whole sequences were evaluated, the non-finite records with them
+        scores[:, ~finite] = float("nan")
     return scores
+
+
+@contextmanager
+def _forward_ad_rnn(policy: nn.Module) -> Iterator[None]:
+    """
+    Route recurrent layers through PyTorch's composite kernels, which support forward-mode AD (the oneDNN and cuDNN
+    RNN kernels do not). A no-op for policies without recurrent layers.
+    """
+    if not any(isinstance(module, nn.RNNBase) for module in policy.modules()):
+        yield
+        return
+    with th.backends.mkldnn.flags(enabled=False), th.backends.cudnn.flags(enabled=False):
+        yield
 
 
 def influence_scores(

@@ -17,6 +17,30 @@ def _record(buffer, step: int, env: int, policy):
     return obs, action
 
 
+def _evaluate(policy, buffer, step: int, env: int):
+    """``evaluate_actions`` on one record, as the algorithm's ``train()`` sees it (masks; LSTM sequence)."""
+    if hasattr(buffer, "hidden_states_pi"):  # recurrent: the env's sequence from its first step up to this record
+        from sb3_contrib.common.recurrent.type_aliases import RNNStates
+
+        steps = range(step + 1)
+        parts = [_record(buffer, t, env, policy)[0] for t in steps]
+        obs = {k: th.cat([o[k] for o in parts]) for k in parts[0]} if isinstance(parts[0], dict) else th.cat(parts)
+        action = th.cat([_record(buffer, t, env, policy)[1] for t in steps])
+        states = [
+            th.as_tensor(getattr(buffer, name)[0][:, env : env + 1], device=policy.device).contiguous()
+            for name in ("hidden_states_pi", "cell_states_pi", "hidden_states_vf", "cell_states_vf")
+        ]
+        starts = th.as_tensor(buffer.episode_starts[: step + 1, env], dtype=th.float32, device=policy.device)
+        values, log_prob, entropy = policy.evaluate_actions(
+            obs, action, RNNStates((states[0], states[1]), (states[2], states[3])), starts
+        )
+        return values[-1:], log_prob[-1:], None if entropy is None else entropy[-1:]
+    obs, action = _record(buffer, step, env, policy)
+    if hasattr(buffer, "action_masks"):
+        return policy.evaluate_actions(obs, action, action_masks=buffer.action_masks[step, env][None])
+    return policy.evaluate_actions(obs, action)
+
+
 def return_objective_fn(model: PPO, mask: np.ndarray):
     """``policy -> (1/n) sum over the masked records of A_i log pi(a_i|s_i)``, record by record."""
     buffer = model.rollout_buffer
@@ -27,8 +51,7 @@ def return_objective_fn(model: PPO, mask: np.ndarray):
         for step in range(n_steps):
             for env in range(n_envs):
                 if mask[step, env]:
-                    obs, action = _record(buffer, step, env, policy)
-                    _, log_prob, _ = policy.evaluate_actions(obs, action)
+                    _, log_prob, _ = _evaluate(policy, buffer, step, env)
                     total = total + float(buffer.advantages[step, env]) * log_prob.sum() / (n_steps * n_envs)
         return total
 
@@ -38,6 +61,9 @@ def return_objective_fn(model: PPO, mask: np.ndarray):
 def oracle_scores(model: PPO, objective_fn=None, direction_fn=None, include=None) -> np.ndarray:
     """
     I_i = <grad f, -grad l_i> with l_i PPO's per-record loss (ratio form, clipping inactive at theta_k).
+
+    Works for PPO and A2C (same derivative at theta_k), MaskablePPO (masked distributions) and RecurrentPPO (each
+    record evaluated in its env's sequence from the buffer's first step, LSTM reset at episode starts).
 
     Must be called on an unflattened, full buffer (e.g. from ``_on_rollout_end``).
 
@@ -71,8 +97,7 @@ def oracle_scores(model: PPO, objective_fn=None, direction_fn=None, include=None
         for env in range(n_envs):
             if not include[step, env]:
                 continue
-            obs, action = _record(buffer, step, env, policy)
-            values, log_prob, entropy = policy.evaluate_actions(obs, action)
+            values, log_prob, entropy = _evaluate(policy, buffer, step, env)
             ratio = th.exp(log_prob - th.as_tensor(buffer.log_probs[step, env], device=policy.device))
             entropy = -log_prob if entropy is None else entropy
             ret = th.as_tensor(buffer.returns[step, env], device=policy.device)

@@ -1,0 +1,398 @@
+"""
+The IIF step in one place: :class:`InfluenceFilterMixin` scores the full rollout buffer at ``theta_k``, decides which
+records to keep, reports, and hands the kept records to the parent algorithm's own, unchanged ``train()``.
+
+Each IIF algorithm is this mixin combined with its parent (``class InfluencePPO(InfluenceFilterMixin, PPO)``), with
+an explicit constructor; the buffers (:mod:`sb3_influence.buffers`) make the parent's ``get()`` yield only the kept
+records. One iteration, end to end (``train``)::
+
+    records = RolloutRecords.from_buffer(rollout_buffer)         # the buffer as collected, at theta_k
+    scores  = cross-fitted or plain TracIn scores of every record  # scoring.py (one gradient, JVPs)
+    keep    = adaptive_filter_mask(...) or filter_mask(...)        # filtering.py (the rule)
+    keep    = round_to_minibatches(keep, ...)                      # no update on a few records
+    rollout_buffer.set_keep_mask(keep)                             # buffers.py
+    Parent.train(self)                                             # the parent's update, on the kept records
+"""
+
+import inspect
+import time
+import warnings
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from sb3_influence.buffers import FILTERED_BUFFERS, is_filtering_buffer
+from sb3_influence.filtering import adaptive_filter_mask, check_filter_args, filter_mask, round_to_minibatches
+from sb3_influence.objectives import InfluenceObjective, ReturnObjective
+from sb3_influence.records import RolloutRecords
+from sb3_influence.scoring import PRECONDITIONERS, model_crossfit_scores, model_influence_scores
+
+#: ``filter_fraction`` when none is given, per ``filter_mode``: the adaptive rule is capped by its test only.
+DEFAULT_FILTER_FRACTIONS: dict[str, float] = {"adaptive": 1.0, "negative": 0.125, "all": 0.125, "random": 0.125}
+
+
+@dataclass(frozen=True)
+class InfluenceReport:
+    """
+    What the last IIF step saw and did (``model.last_influence``).
+
+    :param scores: Influence scores ``(n_steps, n_envs)`` at ``theta_k`` (read-only).
+    :param kept: Boolean mask ``(n_steps, n_envs)`` of the records the update used (read-only).
+    :param seconds: Wall-clock time of the scoring (gradient + JVP), in seconds.
+    :param filter_seconds: Wall-clock time of the keep/drop decision, in seconds.
+    :param num_timesteps: ``model.num_timesteps`` when the buffer was scored.
+    :param finite: Whether every record had a finite reward, advantage, return and score (records that did not
+        were left out of the update).
+    :param update_seconds: Wall-clock time of PPO's update on the kept records (``None`` until it ran; also
+        ``None`` when no record was left to update on and the update was skipped).
+    :param reliability: The adaptive rule's split reliability of the cross-fitted scores (NaN in the fixed modes).
+    :param noise_std: The adaptive rule's pooled standard error of the cross-fitted scores (NaN in the fixed modes).
+    :param n_nonfinite: Number of records left out because their data or score was not finite.
+    """
+
+    scores: np.ndarray
+    kept: np.ndarray
+    seconds: float
+    filter_seconds: float = 0.0
+    num_timesteps: int = 0
+    finite: bool = True
+    update_seconds: float | None = None
+    reliability: float = float("nan")
+    noise_std: float = float("nan")
+    n_nonfinite: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("scores", "kept"):
+            array = np.array(getattr(self, name), copy=True)
+            array.flags.writeable = False
+            object.__setattr__(self, name, array)
+        if self.kept.shape != self.scores.shape or self.kept.dtype != np.bool_:
+            raise ValueError(f"kept must be a boolean mask shaped like scores {self.scores.shape}")
+
+    @property
+    def n_kept(self) -> int:
+        """Number of records the update used."""
+        return int(np.count_nonzero(self.kept))
+
+    @property
+    def n_dropped(self) -> int:
+        """Number of records the filter dropped."""
+        return self.kept.size - self.n_kept
+
+
+@runtime_checkable
+class SupportsInfluence(Protocol):
+    """
+    What the diagnostics callbacks need of a model that filters its rollouts (every IIF algorithm of the library):
+    the report of its last IIF step and a way to score its buffer.
+    """
+
+    last_influence: InfluenceReport | None
+
+    def compute_influence(self, objective: InfluenceObjective | None = None) -> np.ndarray:
+        """
+        Scores of every record in the current, full rollout buffer at the current parameters.
+
+        :param objective: What influence is measured against (default: the model's).
+        :return: Scores ``(n_steps, n_envs)``.
+        """
+        ...
+
+
+def check_actor_critic_policy(policy: Any, algorithm: str) -> None:
+    """
+    Raise a ``ValueError`` naming the policy if influence cannot be computed for it by PPO's and A2C's route
+    (an ``ActorCriticPolicy`` whose ``evaluate_actions`` takes ``(obs, actions)``).
+
+    :param policy: The policy.
+    :param algorithm: The algorithm's name, for the message.
+    """
+    name = type(policy).__name__
+    if not isinstance(policy, ActorCriticPolicy):
+        raise ValueError(
+            f"{algorithm} supports ActorCriticPolicy subclasses only, got {name} (for action masks use InfluenceMaskablePPO)"
+        )
+    required = [
+        p.name
+        for p in inspect.signature(policy.evaluate_actions).parameters.values()
+        if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(required) > 2:
+        raise ValueError(
+            f"{algorithm} does not support {name}: its evaluate_actions needs {required}, not just (obs, actions) "
+            "(for recurrent policies use InfluenceRecurrentPPO)"
+        )
+
+
+class InfluenceFilterMixin:
+    """
+    Iterative Influence-based Filtering for an on-policy algorithm: mix in before the parent class
+    (``class InfluenceA2C(InfluenceFilterMixin, A2C)``) and call :meth:`_init_influence` in the constructor before
+    the parent's ``__init__``. The parent's ``train()`` then runs on the kept records of every rollout.
+
+    The settings (documented in :class:`~sb3_influence.InfluencePPO`) are attributes: ``filter_fraction``,
+    ``filter_mode``, ``filter_confidence``, ``filter_min_reliability``, ``influence_folds``,
+    ``filter_whole_minibatches``, ``influence_objective``, ``influence_chunk_size``, ``influence_preconditioner``.
+    Scores use the parent's own loss settings (``ent_coef``, ``vf_coef``, ``normalize_advantage``).
+
+    Hooks for the host algorithm: :meth:`_default_buffer_classes`, :meth:`_minibatch_size`,
+    :meth:`_check_influence_policy`, :meth:`_replace_rollout_buffer`.
+    """
+
+    # Provided by the host algorithm (SB3's OnPolicyAlgorithm).
+    rollout_buffer: Any
+    rollout_buffer_class: Any
+    policy: Any
+    observation_space: spaces.Space
+    action_space: spaces.Space
+    seed: int | None
+    num_timesteps: int
+    logger: Any
+
+    filter_fraction: float | None
+    filter_mode: str
+    filter_confidence: float
+    filter_min_reliability: float
+    influence_folds: int
+    filter_whole_minibatches: bool
+    influence_objective: InfluenceObjective | None
+    influence_chunk_size: int
+    influence_preconditioner: str
+    last_influence: InfluenceReport | None
+
+    def _init_influence(
+        self,
+        filter_fraction: float | None,
+        filter_mode: str,
+        filter_confidence: float,
+        filter_min_reliability: float,
+        influence_folds: int,
+        filter_whole_minibatches: bool,
+        influence_objective: InfluenceObjective | None,
+        influence_chunk_size: int,
+        influence_preconditioner: str,
+    ) -> None:
+        """Set and check the IIF settings (before the parent's constructor, so bad input fails before any env is built)."""
+        self.filter_fraction = filter_fraction
+        self.filter_mode = filter_mode
+        self.filter_confidence = filter_confidence
+        self.filter_min_reliability = filter_min_reliability
+        self.influence_folds = influence_folds
+        self.filter_whole_minibatches = filter_whole_minibatches
+        self.influence_objective = influence_objective
+        self.influence_chunk_size = influence_chunk_size
+        self.influence_preconditioner = influence_preconditioner
+        self._check_influence_args()
+        self.last_influence = None
+
+    # ----------------------------------------------------------------------------------------------- hooks
+    def _default_buffer_classes(self) -> tuple[type, type]:
+        """The parent's rollout buffer classes when ``rollout_buffer_class`` is ``None``: ``(plain, Dict)``."""
+        return RolloutBuffer, DictRolloutBuffer
+
+    def _minibatch_size(self) -> int | None:
+        """The minibatch size of the parent's update, or ``None`` for one batch of all records (A2C)."""
+        return int(self.batch_size)  # type: ignore[attr-defined]
+
+    def _rounds_to_minibatches(self) -> bool:
+        """Whether ``filter_whole_minibatches`` applies (not where minibatches are masked sequences)."""
+        return self._minibatch_size() is not None
+
+    def _check_influence_policy(self) -> None:
+        """Raise a ``ValueError`` if influence cannot be computed for ``self.policy``."""
+        check_actor_critic_policy(self.policy, type(self).__name__)
+
+    def _replace_rollout_buffer(self) -> None:
+        """Make ``self.rollout_buffer`` a filtering buffer, for parents that build it without ``rollout_buffer_class``."""
+        raise ValueError(f"{type(self).__name__} built a {type(self.rollout_buffer).__name__}, which cannot filter")
+
+    def _parent_name(self) -> str:
+        """The parent algorithm's class name (the first SB3 or sb3-contrib class in the MRO)."""
+        for cls in type(self).__mro__:
+            if cls.__module__.split(".")[0] in ("stable_baselines3", "sb3_contrib"):
+                return cls.__name__
+        return type(self).__name__
+
+    # ------------------------------------------------------------------------------------------- setup
+    def _check_influence_args(self) -> None:
+        # Also run by _setup_model: load(**kwargs) sets attributes without the constructor.
+        check_filter_args(0.0 if self.filter_fraction is None else self.filter_fraction, self.filter_mode)
+        if self.filter_fraction is not None:
+            self.filter_fraction = float(self.filter_fraction)
+        objective, chunk_size = self.influence_objective, self.influence_chunk_size
+        if objective is not None and not isinstance(objective, InfluenceObjective):
+            raise ValueError(f"influence_objective must be an InfluenceObjective, got {type(objective).__name__}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"influence_chunk_size must be a positive integer, got {chunk_size!r}")
+        if not 0.0 < float(self.filter_confidence) < 1.0:
+            raise ValueError(f"filter_confidence must be in (0, 1), got {self.filter_confidence!r}")
+        if not isinstance(self.filter_min_reliability, (int, float)) or np.isnan(self.filter_min_reliability):
+            raise ValueError(f"filter_min_reliability must be a number, got {self.filter_min_reliability!r}")
+        folds = self.influence_folds
+        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 3:
+            raise ValueError(f"influence_folds must be an integer >= 3, got {folds!r}")
+        if self.filter_mode == "adaptive" and objective is not None and not isinstance(objective, ReturnObjective):
+            raise ValueError(
+                f"filter_mode='adaptive' cross-fits the return objective; got influence_objective={objective!r} "
+                "(use a fixed-p filter_mode with another objective)"
+            )
+        if self.influence_preconditioner not in PRECONDITIONERS:
+            raise ValueError(
+                f"Unknown influence_preconditioner {self.influence_preconditioner!r}, expected one of {PRECONDITIONERS}"
+            )
+
+    def _setup_model(self) -> None:
+        self._check_influence_args()
+        # Plain parent buffers (also what a parent's zip stores) become their filtering variants.
+        buffer_class: Any = self.rollout_buffer_class
+        if buffer_class is None:
+            plain, dict_class = self._default_buffer_classes()
+            buffer_class = dict_class if isinstance(self.observation_space, spaces.Dict) else plain
+        buffer_class = FILTERED_BUFFERS.get(buffer_class, buffer_class)
+        if not is_filtering_buffer(buffer_class):
+            raise ValueError(
+                f"{type(self).__name__} cannot filter with rollout_buffer_class="
+                f"{getattr(buffer_class, '__name__', buffer_class)}: use the parent's default buffer or a subclass "
+                "of sb3_influence.buffers.FilterMixin"
+            )
+        self.rollout_buffer_class = buffer_class
+        super()._setup_model()  # type: ignore[misc]
+        if not is_filtering_buffer(type(self.rollout_buffer)):
+            self._replace_rollout_buffer()
+        self._check_influence_policy()
+        if self.influence_preconditioner == "adam" and not isinstance(self.policy.optimizer, (th.optim.Adam, th.optim.AdamW)):
+            raise ValueError(
+                f"influence_preconditioner='adam' needs an Adam or AdamW optimizer, got {type(self.policy.optimizer).__name__}"
+            )
+        self._filter_rng = np.random.default_rng(self.seed)
+        reason = self._adaptive_abstention()
+        if self.filter_mode == "adaptive" and self.fraction > 0 and reason is not None:
+            warnings.warn(
+                f"filter_mode='adaptive' drops nothing here: {reason}. Training is then {self._parent_name()}'s; "
+                "use a fixed-p filter_mode (e.g. filter_mode='negative', filter_fraction=0.125) to filter anyway.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "last_influence", "_filter_rng"]  # type: ignore[misc]
+
+    # --------------------------------------------------------------------------------------------- the IIF step
+    def compute_influence(self, objective: InfluenceObjective | None = None) -> np.ndarray:
+        """
+        Influence scores ``I_i`` (docs page "How IIF works") of every record in the current, full rollout buffer
+        at the current parameters.
+
+        Safe to call from a callback's ``_on_rollout_end``: it reads the buffer without changing it, uses no
+        random numbers and leaves the parameters and their gradients as they were.
+
+        :param objective: What influence is measured against; defaults to the model's ``influence_objective``
+            (the return objective unless set), e.g. an :class:`~sb3_influence.ActionObjective`.
+        :return: Scores of shape ``(n_steps, n_envs)``, the layout of ``rollout_buffer.advantages``;
+            positive = a gradient step on the record increases the objective.
+        """
+        if objective is None:
+            objective = self.influence_objective if self.influence_objective is not None else ReturnObjective()
+        return model_influence_scores(self, objective=objective)
+
+    def _adaptive_abstention(self) -> str | None:
+        """
+        Why the adaptive rule drops nothing for this model, or ``None`` when it may filter.
+
+        Continuous (``Box``) actions: on the no-harm panel both rules cost PPO return on Pendulum, with gSDE (where
+        one noise matrix per rollout also makes the folds dependent) and without, and on held-out seeds
+        (benchmarks/RESULTS.md), so the default abstains there.
+        """
+        if isinstance(self.action_space, spaces.Box):
+            return "continuous (Box) actions, where filtering cost PPO return on the no-harm panel"
+        return None
+
+    @property
+    def fraction(self) -> float:
+        """The filter fraction in use: ``filter_fraction``, or the mode's default when it is ``None``."""
+        if self.filter_fraction is None:
+            return DEFAULT_FILTER_FRACTIONS[self.filter_mode]
+        return float(self.filter_fraction)
+
+    def _score_rollout(self, records: RolloutRecords) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """
+        The scores of the IIF step: ``(scores, rank_by, reliability, noise_std)``. ``scores`` are the TracIn scores
+        that are reported; the rule ranks by ``rank_by`` (the cross-fitted scores in ``"adaptive"`` mode).
+        """
+        if self.filter_mode == "adaptive":
+            crossfit = model_crossfit_scores(self, records, self.influence_folds)
+            return crossfit.total, crossfit.scores, crossfit.reliability, crossfit.noise_std
+        scores = model_influence_scores(self, records, self.influence_objective)
+        return scores, scores, float("nan"), float("nan")
+
+    def _filter_rollout(self) -> InfluenceReport:
+        """Score the full buffer at ``theta_k`` and set the buffer's keep mask (the IIF step)."""
+        start = time.perf_counter()
+        records = RolloutRecords.from_buffer(self.rollout_buffer)
+        scores, rank_by, reliability, noise_std = self._score_rollout(records)
+        scored = time.perf_counter()
+        usable = np.isfinite(rank_by) & records.finite.reshape(rank_by.shape)
+        n_nonfinite = int(rank_by.size - np.count_nonzero(usable))
+        if n_nonfinite:
+            warnings.warn(
+                f"{n_nonfinite} of {rank_by.size} record(s) have a non-finite reward, advantage, return or influence "
+                "score: they are left out of this iteration's update",
+                RuntimeWarning,
+            )
+        keep = np.zeros(rank_by.shape, dtype=bool)
+        if usable.any():
+            candidates = rank_by[usable]
+            batch = self._minibatch_size()
+            # never less than one minibatch to train on (two records for a whole-buffer update: one has no std)
+            min_keep = min(batch if batch is not None else 2, candidates.size)
+            if self.filter_mode == "adaptive":
+                keep[usable] = adaptive_filter_mask(
+                    candidates,
+                    noise_std,
+                    float("nan") if self._adaptive_abstention() else reliability,  # NaN: the rule drops nothing
+                    self.fraction,
+                    self.filter_confidence,
+                    self.filter_min_reliability,
+                    min_keep,
+                )
+            else:
+                keep[usable] = filter_mask(candidates, self.fraction, self.filter_mode, min_keep, self._filter_rng)
+            if self.filter_whole_minibatches and batch is not None and self._rounds_to_minibatches():
+                keep = round_to_minibatches(keep, np.where(usable, rank_by, np.nan), batch)
+        report = InfluenceReport(
+            scores=scores,
+            kept=keep,
+            seconds=scored - start,
+            filter_seconds=time.perf_counter() - scored,
+            num_timesteps=self.num_timesteps,
+            finite=n_nonfinite == 0,
+            reliability=reliability,
+            noise_std=noise_std,
+            n_nonfinite=n_nonfinite,
+        )
+        if keep.any():
+            self.rollout_buffer.set_keep_mask(None if keep.all() else keep)
+        self.last_influence = report
+        self.logger.record("influence/dropped", report.n_dropped)
+        self.logger.record("influence/kept_fraction", report.n_kept / rank_by.size)
+        self.logger.record("influence/scoring_time", report.seconds)
+        self.logger.record("influence/nonfinite_records", n_nonfinite)
+        if self.filter_mode == "adaptive":
+            self.logger.record("influence/reliability", reliability)
+            self.logger.record("influence/noise_std", noise_std)
+        return report
+
+    def train(self) -> None:
+        """Score and filter the rollout buffer, then run the parent's update on the kept records."""
+        report = self._filter_rollout()
+        if report.n_kept == 0:
+            warnings.warn("No record with finite data and scores is left: this iteration's update is skipped", RuntimeWarning)
+            return
+        start = time.perf_counter()
+        super().train()  # type: ignore[misc]
+        self.last_influence = replace(report, update_seconds=time.perf_counter() - start)
