@@ -2,6 +2,7 @@
 
 from sb3_influence.buffers import FilteredDictRolloutBuffer, FilteredRolloutBuffer, FilterMixin
 from sb3_influence.callbacks import BehaviorTimelineCallback, InfluenceDiagnosticsCallback
+from sb3_influence.envs import register_envs
 from sb3_influence.explain import ExplainedRecord, Explanation, explain_action
 from sb3_influence.filtering import adaptive_filter_mask, filter_mask, round_to_minibatches
 from sb3_influence.iif import InfluenceFilterMixin, InfluenceReport, SupportsInfluence
@@ -20,6 +21,8 @@ from sb3_influence.scoring import (
     model_influence_scores,
 )
 from sb3_influence.version import __version__
+
+register_envs()
 
 __all__ = [
     "ActionObjective",

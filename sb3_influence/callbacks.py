@@ -3,27 +3,29 @@ SB3 callbacks that show what influence scoring and IIF do, in TensorBoard (docs 
 
 - :class:`InfluenceDiagnosticsCallback`: every iteration, summaries of the influence scores (scalars,
   histograms, a score-vs-advantage scatter, a table of the top and bottom records, an image grid of the
-  bottom states) and the paper's advantage-accuracy analysis, for :class:`~sb3_influence.InfluencePPO` or for a
-  plain :class:`~stable_baselines3.PPO` (scores computed by the callback, nothing dropped).
+  bottom states) and the paper's advantage-accuracy analysis, for any IIF algorithm (InfluencePPO, InfluenceA2C,
+  InfluenceMaskablePPO, InfluenceRecurrentPPO: :class:`~sb3_influence.iif.SupportsInfluence`) or for its plain
+  parent (scores computed by the callback, nothing dropped).
 - :class:`BehaviorTimelineCallback`: for given (observation, action) probes, how the records that make the
   agent take the probe action evolve (association, clustering, saturation).
 
 Both use SB3's logger, so everything lands in the run's TensorBoard event file under ``influence/`` and
-``behavior/``. Non-scalar values are excluded from the stdout, log, json and csv writers.
+``behavior/``. Non-scalar values are excluded from the stdout, log, json and csv writers. The figures, tables and
+image grids are drawn by :mod:`sb3_influence.figures`.
 """
 
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from gymnasium import spaces
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Figure, Image
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
+from stable_baselines3.common.preprocessing import is_image_space_channels_first
 
 from sb3_influence.diagnostics import (
     AdvantageMethod,
@@ -34,13 +36,11 @@ from sb3_influence.diagnostics import (
     roughness,
     score_statistics,
 )
-from sb3_influence.influence_ppo import InfluencePPO
+from sb3_influence.figures import _image_key, copy_records, image_grid, records_table, score_advantage_figure
+from sb3_influence.iif import SupportsInfluence
 from sb3_influence.objectives import ActionObjective, InfluenceObjective
 from sb3_influence.records import NumpyObs, RolloutRecords
 from sb3_influence.scoring import model_influence_scores
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure as MplFigure
 
 #: The writers that cannot show histograms, figures, images or tables.
 NON_SCALAR_EXCLUDE = ("stdout", "log", "json", "csv")
@@ -49,95 +49,14 @@ NON_SCALAR_EXCLUDE = ("stdout", "log", "json", "csv")
 TIMELINE_EXCLUDE = ("stdout", "log")
 
 
-def copy_records(records: RolloutRecords) -> RolloutRecords:
-    """
-    A copy of the records that owns its arrays (safe to keep after the buffer is reset or flattened).
-
-    :param records: Records viewing a rollout buffer.
-    :return: An independent copy.
-    """
-    obs = records.observations
-    arrays: dict[str, Any] = {
-        name: np.array(getattr(records, name), copy=True)
-        for name in ("actions", "log_probs", "values", "advantages", "returns", "rewards", "episode_starts")
-    }
-    arrays["observations"] = (
-        {key: np.array(o, copy=True) for key, o in obs.items()} if isinstance(obs, dict) else np.array(obs, copy=True)
-    )
-    return replace(records, **arrays)
-
-
 def _policy(model: Any) -> ActorCriticPolicy:
-    """The model's actor-critic policy (what influence is computed for)."""
+    """The model's feed-forward actor-critic policy (SB3's or sb3-contrib's maskable one), for state embeddings."""
     policy = model.policy
-    if not isinstance(policy, ActorCriticPolicy):
-        raise ValueError(f"influence diagnostics need an ActorCriticPolicy, got {type(policy).__name__}")
-    return policy
-
-
-def format_value(value: Any, max_items: int = 6) -> str:
-    """
-    A short, one-line text of an observation or action for tables.
-
-    Scalars and single-element arrays print as numbers, short vectors in full (2 decimals), long vectors by
-    their first ``max_items`` values, images and other multi-dimensional arrays by shape and mean, dicts key by key.
-
-    :param value: An observation or action (array, scalar or dict of arrays).
-    :param max_items: How many entries of a long vector to show.
-    :return: The text.
-    """
-    if isinstance(value, dict):
-        return "; ".join(f"{key}: {format_value(v, max_items)}" for key, v in value.items())
-    arr = np.asarray(value)
-    if arr.size == 1:
-        item = arr.reshape(-1)[0]
-        return str(int(item)) if float(item).is_integer() else f"{float(item):.3g}"
-    if arr.ndim >= 2 and arr.size > max_items:
-        return f"{'x'.join(map(str, arr.shape))} mean {float(arr.mean()):.3g}"
-    flat = arr.reshape(-1)
-    text = np.array2string(flat[:max_items], precision=2, separator=", ", suppress_small=True, max_line_width=10_000)
-    return text[:-1] + ", ...]" if flat.size > max_items else text
-
-
-def _image_key(space: spaces.Space) -> tuple[bool, str | None]:
-    """Whether the observations contain an image, and its key for a Dict space."""
-    if isinstance(space, spaces.Dict):
-        for key, sub in space.spaces.items():
-            if is_image_space(sub, check_channels=False):
-                return True, key
-        return False, None
-    return is_image_space(space, check_channels=False), None
-
-
-def image_grid(images: np.ndarray, channels_first: bool, min_size: int = 64, gap: int = 2) -> np.ndarray:
-    """
-    Tile a batch of images side by side into one ``HWC`` uint8 image (for TensorBoard).
-
-    Small images are enlarged by an integer factor (nearest neighbour) to at least ``min_size`` pixels; the
-    grid is contrast-stretched to [0, 255] over all tiles (encoded grids such as MiniGrid's 7x7x3 hold small
-    integers). One or two channels, or more than four, are shown in grey (the first channel).
-
-    :param images: ``(k, C, H, W)`` or ``(k, H, W, C)``.
-    :param channels_first: Whether the channel axis comes first.
-    :param min_size: The least height/width of a tile in pixels.
-    :param gap: White pixels between tiles.
-    :return: ``(H', W', 3)`` uint8.
-    """
-    imgs = np.asarray(images, dtype=np.float64)
-    if channels_first:
-        imgs = imgs.transpose(0, 2, 3, 1)
-    if imgs.shape[-1] not in (3, 4):
-        imgs = np.repeat(imgs[..., :1], 3, axis=-1)
-    imgs = imgs[..., :3]
-    low, high = float(imgs.min()), float(imgs.max())
-    imgs = (imgs - low) / (high - low) * 255.0 if high > low else np.zeros_like(imgs)
-    factor = max(1, int(np.ceil(min_size / max(imgs.shape[1], imgs.shape[2]))))
-    imgs = imgs.repeat(factor, axis=1).repeat(factor, axis=2)
-    k, h, w, _ = imgs.shape
-    grid = np.full((h, k * w + (k - 1) * gap, 3), 255.0)
-    for i in range(k):
-        grid[:, i * (w + gap) : i * (w + gap) + w] = imgs[i]
-    return grid.astype(np.uint8)
+    if not isinstance(policy, (ActorCriticPolicy, MaskableActorCriticPolicy)) or hasattr(policy, "lstm_actor"):
+        raise ValueError(
+            f"behaviour probes need a feed-forward actor-critic policy (not recurrent), got {type(policy).__name__}"
+        )
+    return policy  # type: ignore[return-value]
 
 
 @dataclass
@@ -170,15 +89,16 @@ class InfluenceDiagnosticsCallback(BaseCallback):
     score, observation summary); for image observations the image ``influence/bottom_states``, the bottom-k
     states left to right (contrast-stretched).
 
-    Timing. With :class:`~sb3_influence.InfluencePPO` the scores are the model's own (``last_influence``, computed
-    inside ``train()``); they are ready at the next ``_on_rollout_start``, so iteration k is recorded there (or at
-    the end of training) and written at the following logger dump, the step where SB3 writes iteration k's
-    ``train/`` values. ``scoring_time``/``update_time`` are ``last_influence.seconds``/``update_seconds``. With a
-    plain :class:`~stable_baselines3.PPO` the callback scores the full buffer at ``_on_rollout_end`` (the
-    parameters are still ``theta_k``) with ``objective``, drops nothing, and records at the same points; its
-    ``update_time`` is approximate: the wall-clock time from the end of its scoring to the next
-    ``_on_rollout_start`` (logger dump plus ``train()``). With ``dump_on_training_end`` the logger is dumped once
-    more when training ends, so the last iteration (and SB3's last ``train/`` values) is written too.
+    Timing. With an IIF algorithm (:class:`~sb3_influence.InfluencePPO` etc.) the scores are the model's own
+    (``last_influence``, computed inside ``train()``); they are ready at the next ``_on_rollout_start``, so
+    iteration k is recorded there (or at the end of training) and written at the following logger dump, the step
+    where SB3 writes iteration k's ``train/`` values. ``scoring_time``/``update_time`` are
+    ``last_influence.seconds``/``update_seconds``. With a plain :class:`~stable_baselines3.PPO` the callback scores
+    the full buffer at ``_on_rollout_end`` (the parameters are still ``theta_k``) with ``objective``, drops nothing,
+    and records at the same points; its ``update_time`` is approximate: the wall-clock time from the end of its
+    scoring to the next ``_on_rollout_start`` (logger dump plus ``train()``). With ``dump_on_training_end`` the
+    logger is dumped once more when training ends, so the last iteration (and SB3's last ``train/`` values) is
+    written too.
 
     The callback never stops training: a failing diagnostic is reported as a warning and skipped (unless ``strict``).
 
@@ -193,8 +113,8 @@ class InfluenceDiagnosticsCallback(BaseCallback):
     :param mc_method: ``method`` of :func:`~sb3_influence.diagnostics.monte_carlo_advantages`.
     :param mc_truncation: ``truncation`` of :func:`~sb3_influence.diagnostics.monte_carlo_advantages`.
     :param max_scatter_points: The most kept records drawn in the scatter (evenly spaced; dropped ones are all drawn).
-    :param objective: The objective scored for a plain PPO (default: the return objective); ignored for
-        InfluencePPO, whose own scores are shown.
+    :param objective: The objective scored for a plain parent algorithm (default: the return objective); ignored
+        for IIF algorithms, whose own scores are shown.
     :param chunk_size: The most records per forward pass when scoring a plain PPO.
     :param dump_on_training_end: Dump the logger at the end of training to write the last iteration.
     :param strict: Raise instead of warning when a diagnostic fails (for tests).
@@ -262,7 +182,7 @@ class InfluenceDiagnosticsCallback(BaseCallback):
         try:
             records = copy_records(RolloutRecords.from_buffer(self.model.rollout_buffer))  # type: ignore[attr-defined]
             pending = _Pending(records=records, num_timesteps=self.num_timesteps)
-            if not isinstance(self.model, InfluencePPO):
+            if not isinstance(self.model, SupportsInfluence):
                 start = time.perf_counter()
                 pending.scores = model_influence_scores(self.model, records, self.objective, self.chunk_size)
                 pending.scored_at = time.perf_counter()
@@ -285,7 +205,7 @@ class InfluenceDiagnosticsCallback(BaseCallback):
         if pending is None:
             return
         try:
-            if isinstance(self.model, InfluencePPO):
+            if isinstance(self.model, SupportsInfluence):
                 report = self.model.last_influence
                 if report is None or report.num_timesteps != pending.num_timesteps:
                     raise RuntimeError(f"no influence report for the rollout at {pending.num_timesteps} steps")
@@ -338,14 +258,14 @@ class InfluenceDiagnosticsCallback(BaseCallback):
             if dropped.size:
                 self.logger.record("influence/dropped_scores", dropped, exclude=NON_SCALAR_EXCLUDE)
         if self.scatter and finite.any():
-            figure = self._scatter_figure(flat_scores, advantages, flat_kept, num_timesteps)
+            figure = score_advantage_figure(flat_scores, advantages, flat_kept, num_timesteps, self.max_scatter_points)
             self.logger.record("influence/score_vs_advantage", Figure(figure, close=True), exclude=NON_SCALAR_EXCLUDE)
         if (self.table or self.images) and finite.any():
             order = np.flatnonzero(finite)[np.argsort(-flat_scores[finite], kind="stable")]
             k = min(self.top_k, order.size)
             top, bottom = order[:k], order[::-1][:k]
             if self.table:
-                text = self._table(records, flat_scores, flat_kept, top, bottom, num_timesteps)
+                text = records_table(records, flat_scores, flat_kept, top, bottom, num_timesteps)
                 self.logger.record("influence/records", text, exclude=NON_SCALAR_EXCLUDE)
             has_image, image_key = _image_key(self.model.observation_space)
             if self.images and has_image:
@@ -355,69 +275,6 @@ class InfluenceDiagnosticsCallback(BaseCallback):
                 images = np.asarray(obs[image_key] if image_key is not None else obs)[bottom]
                 grid = image_grid(images, is_image_space_channels_first(space))
                 self.logger.record("influence/bottom_states", Image(grid, "HWC"), exclude=NON_SCALAR_EXCLUDE)
-
-    def _scatter_figure(self, scores: np.ndarray, advantages: np.ndarray, kept: np.ndarray, num_timesteps: int) -> "MplFigure":
-        from matplotlib.figure import Figure as MplFigure  # imported on first use: keeps `import sb3_influence` light
-
-        figure = MplFigure(figsize=(6.0, 4.5), dpi=100)
-        ax = figure.add_subplot(1, 1, 1)
-        finite = np.isfinite(scores)
-        kept_idx = np.flatnonzero(finite & kept)
-        if kept_idx.size > self.max_scatter_points:
-            kept_idx = kept_idx[np.linspace(0, kept_idx.size - 1, self.max_scatter_points).astype(int)]
-        dropped_idx = np.flatnonzero(finite & ~kept)
-        ax.scatter(advantages[kept_idx], scores[kept_idx], s=6, alpha=0.5, c="tab:blue", label=f"kept ({int(kept.sum())})")
-        if dropped_idx.size:
-            label = f"dropped ({dropped_idx.size})"
-            ax.scatter(advantages[dropped_idx], scores[dropped_idx], s=8, alpha=0.8, c="tab:red", label=label)
-        ax.axhline(0.0, color="grey", linewidth=0.6)
-        ax.axvline(0.0, color="grey", linewidth=0.6)
-        ax.set_xlabel("GAE advantage Â")
-        ax.set_ylabel("influence score I")
-        ax.set_title(f"score vs advantage, {num_timesteps} steps", fontsize=9)
-        ax.legend(loc="best", fontsize=8)
-        figure.tight_layout()
-        return figure
-
-    def _table(
-        self,
-        records: RolloutRecords,
-        scores: np.ndarray,
-        kept: np.ndarray,
-        top: np.ndarray,
-        bottom: np.ndarray,
-        num_timesteps: int,
-    ) -> str:
-        n_envs = records.n_envs
-        obs = records.observations
-
-        def rows(indices: np.ndarray) -> list[str]:
-            out = []
-            for rank, i in enumerate(indices, start=1):
-                o = {key: v[i] for key, v in obs.items()} if isinstance(obs, dict) else obs[i]
-                out.append(
-                    f"| {rank} | {i // n_envs} | {i % n_envs} | {format_value(records.actions[i])} "
-                    f"| {records.advantages[i]:.4g} | {records.returns[i]:.4g} | {scores[i]:.4g} "
-                    f"| {'yes' if kept[i] else 'no'} | {format_value(o)} |"
-                )
-            return out
-
-        header = ["| rank | step | env | action | Â | return | score | kept | observation |", "|---" * 9 + "|"]
-        return "\n".join(
-            [
-                f"Rollout collected at {num_timesteps} steps, {scores.size} records.",
-                "",
-                f"**Top {len(top)} (most helpful)**",
-                "",
-                *header,
-                *rows(top),
-                "",
-                f"**Bottom {len(bottom)} (most harmful)**",
-                "",
-                *header,
-                *rows(bottom),
-            ]
-        )
 
 
 Probe = tuple[Any, Any]

@@ -3,6 +3,8 @@ Explaining a trained model's action: which experience, collected with the model 
 towards taking ``a*`` in ``s*``? (The action objective of the docs page "How IIF works", on a fresh rollout.)
 """
 
+import copy
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -10,12 +12,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
-from gymnasium import spaces
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import GymEnv
-from stable_baselines3.common.utils import obs_as_tensor
 
 from sb3_influence.objectives import ActionObjective
 from sb3_influence.records import NumpyObs, RolloutRecords, select_obs
@@ -143,7 +145,7 @@ class Explanation:
         :param k: Records per part.
         :return: The table.
         """
-        from sb3_influence.callbacks import format_value
+        from sb3_influence.figures import format_value
 
         header = f"{'rank':>5} {'step':>6} {'env':>4} {'action':>10} {'advantage':>10} {'return':>10} {'score':>11}  obs"
 
@@ -180,87 +182,81 @@ def collect_rollout(
 ) -> RolloutBuffer:
     """
     Collect ``n_steps`` per environment with the model's policy (stochastic, as in training) into a fresh rollout
-    buffer with GAE (the model's ``gamma`` and ``gae_lambda``), the way SB3's ``collect_rollouts`` does (time-limit
-    truncations bootstrapped with the critic).
+    buffer, by the model's own ``collect_rollouts`` (so masks, LSTM states, gSDE noise and time-limit bootstrapping
+    are handled as in training, for every on-policy algorithm), with GAE from the model's ``gamma`` and
+    ``gae_lambda``.
 
-    The model is left alone: not its buffer, ``_last_obs``, ``num_timesteps`` or logger, and the global torch RNG
-    is restored afterwards (sampling uses a forked RNG seeded with ``seed``, or fresh OS entropy). The environment
-    is reset first (with ``seed`` if given).
+    The model is left alone: its buffer, ``_last_obs``, ``_last_episode_starts``, LSTM states, ``num_timesteps``,
+    episode statistics, gSDE noise and training mode are restored, and the global torch RNG is restored afterwards
+    (sampling uses a forked RNG seeded with ``seed``, or fresh OS entropy). The environment is reset first (with
+    ``seed`` if given).
 
-    :param model: A PPO-like model with an :class:`~stable_baselines3.common.policies.ActorCriticPolicy`.
+    :param model: An on-policy model (PPO, A2C, sb3-contrib's MaskablePPO or RecurrentPPO, or their IIF twins).
     :param env: The environment: a ``VecEnv``, a gymnasium env or an id, wrapped like SB3 does (``Monitor`` and
         ``DummyVecEnv`` for a gymnasium env, ``VecTransposeImage`` for channel-last images); its spaces must then be
         the model's.
     :param n_steps: Steps per environment.
     :param seed: Seeds the environment reset and the action sampling.
-    :return: A full ``RolloutBuffer`` (``DictRolloutBuffer`` for Dict observations) with advantages computed.
+    :return: A full buffer of the model's buffer class with advantages computed.
     """
-    policy = model.policy
-    if not isinstance(policy, ActorCriticPolicy):
-        raise ValueError(f"explain_action needs an ActorCriticPolicy, got {type(policy).__name__}")
+    if not isinstance(model, OnPolicyAlgorithm):
+        raise ValueError(f"explain_action needs an on-policy algorithm, got {type(model).__name__}")
     if n_steps < 1:
         raise ValueError(f"n_steps must be positive, got {n_steps}")
-    env = model._wrap_env(gym.make(env) if isinstance(env, str) else env, verbose=0)
-    if env.observation_space != model.observation_space or env.action_space != model.action_space:
+    venv = model._wrap_env(gym.make(env) if isinstance(env, str) else env, verbose=0)
+    if venv.observation_space != model.observation_space or venv.action_space != model.action_space:
         raise ValueError(
-            f"The environment's spaces ({env.observation_space}, {env.action_space}) differ from the model's "
+            f"The environment's spaces ({venv.observation_space}, {venv.action_space}) differ from the model's "
             f"({model.observation_space}, {model.action_space})"
         )
-    buffer_class = DictRolloutBuffer if isinstance(model.observation_space, spaces.Dict) else RolloutBuffer
-    buffer = buffer_class(
-        n_steps,
-        model.observation_space,  # type: ignore[arg-type]
-        model.action_space,
-        device=model.device,
-        gamma=float(model.gamma),  # type: ignore[attr-defined]
-        gae_lambda=float(getattr(model, "gae_lambda", 1.0)),
-        n_envs=env.num_envs,
-    )
+    buffer = _fresh_buffer(model, n_steps, venv.num_envs)
+    saved = {name: getattr(model, name) for name in _ROLLOUT_STATE if hasattr(model, name)}
+    saved["ep_info_buffer"], saved["ep_success_buffer"] = copy.copy(model.ep_info_buffer), copy.copy(model.ep_success_buffer)
+    policy = model.policy
+    noise = dict(vars(policy.action_dist)) if hasattr(policy, "action_dist") else None
     devices = [model.device.index or 0] if model.device.type == "cuda" else []
     torch_seed = seed if seed is not None else int(np.random.SeedSequence().entropy % (2**63))  # type: ignore[operator]
     was_training = policy.training
     with th.random.fork_rng(devices=devices):
         th.manual_seed(torch_seed)
-        policy.set_training_mode(False)
         try:
             if seed is not None:
-                env.seed(seed)
-            last_obs = env.reset()
-            last_starts = np.ones((env.num_envs,), dtype=bool)
-            if getattr(model, "use_sde", False):
-                policy.reset_noise(env.num_envs)
-            sde_freq = int(getattr(model, "sde_sample_freq", -1))
-            dones = last_starts
-            for step in range(n_steps):
-                if getattr(model, "use_sde", False) and sde_freq > 0 and step % sde_freq == 0:
-                    policy.reset_noise(env.num_envs)
-                with th.no_grad():
-                    actions, values, log_probs = policy(obs_as_tensor(last_obs, model.device))  # type: ignore[arg-type]
-                actions_np = actions.cpu().numpy()
-                clipped = actions_np
-                if isinstance(model.action_space, spaces.Box):
-                    if policy.squash_output:
-                        clipped = policy.unscale_action(clipped)
-                    else:
-                        clipped = np.clip(actions_np, model.action_space.low, model.action_space.high)
-                new_obs, rewards, dones, infos = env.step(clipped)
-                if isinstance(model.action_space, spaces.Discrete):
-                    actions_np = actions_np.reshape(-1, 1)
-                for idx, done in enumerate(dones):
-                    info = infos[idx]
-                    if done and info.get("terminal_observation") is not None and info.get("TimeLimit.truncated", False):
-                        terminal_obs = policy.obs_to_tensor(info["terminal_observation"])[0]
-                        with th.no_grad():
-                            terminal_value = policy.predict_values(terminal_obs)[0]  # type: ignore[arg-type]
-                        rewards[idx] += float(model.gamma) * terminal_value.item()  # type: ignore[attr-defined]
-                buffer.add(last_obs, actions_np, rewards, last_starts, values, log_probs)  # type: ignore[arg-type]
-                last_obs, last_starts = new_obs, dones
-            with th.no_grad():
-                last_values = policy.predict_values(obs_as_tensor(last_obs, model.device))  # type: ignore[arg-type]
-            buffer.compute_returns_and_advantage(last_values=last_values, dones=dones)
+                venv.seed(seed)
+            model._last_obs = venv.reset()  # type: ignore[assignment]
+            model._last_episode_starts = np.ones((venv.num_envs,), dtype=bool)
+            model.ep_info_buffer, model.ep_success_buffer = deque(maxlen=1), deque(maxlen=1)  # statistics: discarded
+            if "_last_lstm_states" in saved:
+                lstm: Any = policy.lstm_actor
+                zeros = th.zeros((lstm.num_layers, venv.num_envs, lstm.hidden_size), device=model.device)
+                model._last_lstm_states = RNNStates((zeros, zeros.clone()), (zeros.clone(), zeros.clone()))  # type: ignore[attr-defined]
+            callback = CallbackList([])
+            callback.init_callback(model)
+            model.collect_rollouts(venv, callback, buffer, n_rollout_steps=n_steps)  # type: ignore[arg-type]
         finally:
+            for name, value in saved.items():
+                setattr(model, name, value)
+            if noise is not None:
+                vars(policy.action_dist).clear()
+                vars(policy.action_dist).update(noise)
             policy.set_training_mode(was_training)
     return buffer
+
+
+#: The model's attributes that ``collect_rollouts`` changes (restored by :func:`collect_rollout`).
+_ROLLOUT_STATE = ("_last_obs", "_last_episode_starts", "_last_lstm_states", "num_timesteps")
+
+
+def _fresh_buffer(model: OnPolicyAlgorithm, n_steps: int, n_envs: int) -> RolloutBuffer:
+    """An empty buffer of the model's buffer class for ``n_steps`` x ``n_envs`` records."""
+    cls = type(model.rollout_buffer)
+    kwargs: dict[str, Any] = dict(
+        device=model.device, gamma=float(model.gamma), gae_lambda=float(model.gae_lambda), n_envs=n_envs
+    )
+    if hasattr(model.rollout_buffer, "hidden_state_shape"):  # sb3-contrib's recurrent buffers
+        lstm: Any = model.policy.lstm_actor
+        shape = (n_steps, lstm.num_layers, n_envs, lstm.hidden_size)
+        return cls(n_steps, model.observation_space, model.action_space, shape, **kwargs)  # type: ignore[call-arg, arg-type]
+    return cls(n_steps, model.observation_space, model.action_space, **kwargs, **model.rollout_buffer_kwargs)
 
 
 def explain_action(
@@ -270,6 +266,7 @@ def explain_action(
     action: Any,
     n_steps: int = 2048,
     seed: int | None = None,
+    action_masks: Any = None,
 ) -> Explanation:
     """
     Which experience makes a trained model take ``action`` in ``observation``?
@@ -280,9 +277,10 @@ def explain_action(
     current parameters, with the model's PPO loss settings (``ent_coef``, ``vf_coef``, ``normalize_advantage``;
     Adam preconditioning if an :class:`~sb3_influence.InfluencePPO` uses it), and ranks the records. These are the
     scores ``model.compute_influence(ActionObjective(observation, action))`` would give on that rollout.
-    Works for :class:`~stable_baselines3.PPO` and :class:`~sb3_influence.InfluencePPO`.
+    Works for PPO, A2C and MaskablePPO (pass the masks of ``observation``) and their IIF twins; not for LSTM
+    policies, whose action at ``observation`` depends on a sequence the objective does not have.
 
-    :param model: A PPO-like model (``ActorCriticPolicy``).
+    :param model: An on-policy model (PPO, A2C, MaskablePPO or their IIF twins).
     :param env: The environment to collect in: a ``VecEnv``, a gymnasium env or an id (see :func:`collect_rollout`).
         Use the same wrappers as in training (e.g. a ``VecNormalize`` with ``training=False``). It is reset.
     :param observation: ``s*`` as the environment returns it (after wrappers such as ``VecNormalize``), or a batch.
@@ -290,9 +288,16 @@ def explain_action(
     :param n_steps: Steps per environment to collect.
     :param seed: Seeds the environment and the action sampling (``None``: fresh randomness; the global RNGs are
         not consumed either way).
+    :param action_masks: For maskable models, the action masks of ``observation`` (one row per observation);
+        ``None``: no mask (every action allowed).
     :return: The ranked records.
     """
-    objective = ActionObjective(observation, action)
+    if hasattr(model.policy, "lstm_actor"):
+        raise ValueError(
+            "explain_action does not support recurrent (LSTM) policies: the action at an observation depends on the "
+            "LSTM state of its sequence"
+        )
+    objective = ActionObjective(observation, action, action_masks=action_masks)
     buffer = collect_rollout(model, env, n_steps, seed)
     records = RolloutRecords.from_buffer(buffer)
     scores = model_influence_scores(model, records, objective)

@@ -70,10 +70,10 @@ class ReturnObjective(InfluenceObjective):
         advantages = th.as_tensor(np.where(include, records.advantages, 0.0), dtype=th.float32, device=policy.device)
         if records.recurrent:  # whole sequences; the records left out weigh 0
             included = th.as_tensor(include, device=policy.device)
-            for index in records.chunks(chunk_size):
-                if include[index].any():
-                    _, log_prob, _ = evaluate_records(policy, records, index)
-                    yield (advantages[index] * log_prob)[included[index]].sum() / records.n
+            for sequences in records.chunks(chunk_size):
+                if include[sequences].any():
+                    _, log_prob, _ = evaluate_records(policy, records, sequences)
+                    yield (advantages[sequences] * log_prob)[included[sequences]].sum() / records.n
             return
         for start in range(0, records.n, chunk_size):
             block = include[start : start + chunk_size]
@@ -94,9 +94,13 @@ class ActionObjective(InfluenceObjective):
     :param observations: One observation or a batch of them (arrays, or a dict of arrays for Dict spaces),
         as the environment returns them (before the policy's preprocessing).
     :param actions: The action(s) of interest, one per observation.
+    :param action_masks: For a maskable policy (sb3-contrib's MaskablePPO), the action masks of the observations
+        (one row per observation; ``None``: no mask); the log-probabilities are those of the masked distributions.
     """
 
-    def __init__(self, observations: Any, actions: Any) -> None:
+    action_masks: np.ndarray | None = None  # class default: objectives pickled before masks existed load unmasked
+
+    def __init__(self, observations: Any, actions: Any, action_masks: Any = None) -> None:
         if isinstance(observations, dict):
             self.observations: Any = {key: np.asarray(obs) for key, obs in observations.items()}
         else:
@@ -104,6 +108,7 @@ class ActionObjective(InfluenceObjective):
         self.actions = np.asarray(actions)
         if self.actions.size == 0:
             raise ValueError("ActionObjective needs at least one action")
+        self.action_masks = None if action_masks is None else np.asarray(action_masks, dtype=bool)
 
     def _tensors(self, policy: ActorCriticPolicy) -> tuple[Any, th.Tensor]:
         obs, vectorized = policy.obs_to_tensor(self.observations)
@@ -132,12 +137,20 @@ class ActionObjective(InfluenceObjective):
         return obs, actions
 
     def terms(self, policy: ActorCriticPolicy, records: RolloutRecords, chunk_size: int) -> Iterator[th.Tensor]:
+        if hasattr(policy, "lstm_actor"):
+            raise ValueError("ActionObjective does not support recurrent (LSTM) policies: its states have no sequence")
         obs, actions = self._tensors(policy)
         n = actions.shape[0]
+        masks = None
+        if self.action_masks is not None:
+            masks = self.action_masks.reshape(n, -1)
         for start in range(0, n, chunk_size):
             index = slice(start, min(start + chunk_size, n))
             obs_chunk = {key: o[index] for key, o in obs.items()} if isinstance(obs, dict) else obs[index]
-            _, log_prob, _ = policy.evaluate_actions(obs_chunk, actions[index])
+            if masks is not None:
+                _, log_prob, _ = policy.evaluate_actions(obs_chunk, actions[index], action_masks=masks[index])  # type: ignore[call-arg]
+            else:
+                _, log_prob, _ = policy.evaluate_actions(obs_chunk, actions[index])
             yield log_prob.sum() / n
 
     def __repr__(self) -> str:

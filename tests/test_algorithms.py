@@ -237,7 +237,7 @@ def test_save_load_both_ways_with_parent(algo, tmp_path):
 def test_diagnostics_callback_works(algo):
     model = _make(algo, filter_mode="negative", filter_fraction=0.5)
     assert isinstance(model, SupportsInfluence)
-    callback = InfluenceDiagnosticsCallback(top_k=2, every=1)
+    callback = InfluenceDiagnosticsCallback(top_k=2, strict=True)
     model.learn(2 * N_STEPS * N_ENVS, callback=callback)
     assert model.last_influence is not None
 

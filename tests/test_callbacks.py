@@ -12,7 +12,8 @@ from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from sb3_influence import InfluencePPO, MiniGridCNN
-from sb3_influence.callbacks import BehaviorTimelineCallback, InfluenceDiagnosticsCallback, format_value, image_grid
+from sb3_influence.callbacks import BehaviorTimelineCallback, InfluenceDiagnosticsCallback
+from sb3_influence.figures import format_value, image_grid
 
 KW = dict(n_steps=32, batch_size=16, n_epochs=2, seed=0, policy_kwargs=dict(net_arch=[16]))
 N_RECORDS = 32 * 2

@@ -123,3 +123,36 @@ def test_continuous_actions():
     model = PPO("MlpPolicy", "Pendulum-v1", **KW)
     explanation = explain_action(model, "Pendulum-v1", np.array([1.0, 0.0, 0.0]), np.array([0.5]), n_steps=16, seed=0)
     assert explanation.actions.shape == (16, 1) and np.isfinite(explanation.scores).all()
+
+
+def test_collect_rollout_uses_each_algorithm_own_collection():
+    from sb3_contrib import RecurrentPPO
+    from sb3_contrib.common.recurrent.buffers import RecurrentRolloutBuffer
+    from stable_baselines3 import A2C
+
+    a2c = A2C("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), n_steps=4, seed=0)
+    assert collect_rollout(a2c, make_vec_env("CartPole-v1", n_envs=3), 5, seed=0).advantages.shape == (5, 3)
+    lstm = RecurrentPPO("MlpLstmPolicy", "CartPole-v1", n_steps=8, batch_size=8, n_epochs=1, seed=0)
+    lstm.learn(16)
+    states = [t.clone() for t in lstm._last_lstm_states.pi]
+    buffer = collect_rollout(lstm, make_vec_env("CartPole-v1", n_envs=2), 6, seed=0)
+    assert isinstance(buffer, RecurrentRolloutBuffer) and buffer.hidden_states_pi.shape[2] == 2
+    assert all(th.equal(a, b) for a, b in zip(lstm._last_lstm_states.pi, states, strict=True))
+    with pytest.raises(ValueError, match="recurrent"):
+        explain_action(lstm, "CartPole-v1", np.zeros(4, dtype=np.float32), 1, n_steps=4)
+
+
+def test_maskable_explanation_uses_the_masks():
+    from sb3_contrib.common.envs import InvalidActionEnvDiscrete
+
+    from sb3_influence import InfluenceMaskablePPO
+
+    env = make_vec_env(lambda: InvalidActionEnvDiscrete(dim=4, n_invalid_actions=2), n_envs=1, seed=0)
+    model = InfluenceMaskablePPO("MlpPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0)
+    obs = env.reset()[0]
+    masks = np.array([True, True, False, False])
+    masked = explain_action(model, env, obs, 1, n_steps=12, seed=0, action_masks=masks)
+    unmasked = explain_action(model, env, obs, 1, n_steps=12, seed=0)
+    assert masked.records.action_masks is not None and masked.records.action_masks.shape == (12, 4)
+    assert masked.log_prob > unmasked.log_prob  # two actions instead of four
+    assert not np.allclose(masked.scores, unmasked.scores)

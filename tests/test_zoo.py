@@ -11,20 +11,26 @@ import optuna
 import pytest
 import torch as th
 import yaml
+from rl_zoo3 import hyperparams_opt, utils
+from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 
 from sb3_influence import InfluencePPO, MiniGridCNN
 from sb3_influence.configs import config_dir, config_path
+from sb3_influence.registry import get_algo, influence_algos
 from sb3_influence.zoo import (
     ALGO_NAME,
     FILTER_FRACTIONS,
+    FILTER_MODES,
     best_params,
     main,
     merge_policy_kwargs,
     register,
+    sample_influence_ppo_params,
     trial_hyperparams,
     write_entry,
 )
+from sb3_influence.zoo.plugin import _KeepConfigPolicyKwargs
 
 CONFIGS = ("influence_ppo.yml", "ppo.yml", "influence_ppo_adam.yml", "ppo_adam.yml")
 ALGO_OF = {name: name.removesuffix("_adam.yml").removesuffix(".yml") for name in CONFIGS}
@@ -67,13 +73,25 @@ def train_args(folder: Path, algo: str, env_id: str, *extra: str) -> list[str]:
 def test_configs_packaged():
     assert config_path("influence_ppo") == config_dir() / "influence_ppo.yml"
     assert config_path("ppo_adam.yml") == config_dir() / "ppo_adam.yml"
-    assert config_path("a2c") is None
+    assert config_path("dqn") is None
     assert config_path("../pyproject.toml") is None
     for name in CONFIGS:
         assert config_path(name) is not None
 
 
-@pytest.mark.parametrize("iif, baseline", [("influence_ppo.yml", "ppo.yml"), ("influence_ppo_adam.yml", "ppo_adam.yml")])
+#: The configs of the other IIF algorithms and their baseline twins, with tiny training flags.
+OTHER_PAIRS = {
+    "influence_a2c": ("a2c", ("-n", "160", "-params", "n_steps:5")),
+    "influence_maskable_ppo": ("ppo_mask", DEFAULT_TINY),
+    "influence_recurrent_ppo": ("ppo_lstm", ("-n", "256", "-params", "n_steps:16", "batch_size:64", "n_epochs:2")),
+}
+
+
+@pytest.mark.parametrize(
+    "iif, baseline",
+    [("influence_ppo.yml", "ppo.yml"), ("influence_ppo_adam.yml", "ppo_adam.yml")]
+    + [(f"{iif}.yml", f"{base}.yml") for iif, (base, _) in OTHER_PAIRS.items()],
+)
 def test_baseline_differs_only_by_filtering(iif: str, baseline: str):
     iif_config, baseline_config = load_config(iif), load_config(baseline)
     assert list(iif_config) == list(baseline_config)
@@ -117,6 +135,22 @@ def test_train(tmp_path: Path, name: str, env_id: str):
         assert model.observation_space.shape == (3, 7, 7)
     saved = yaml.unsafe_load((Path(run) / env_id / "config.yml").read_text())
     assert dict(saved)["n_timesteps"] == entry["n_timesteps"]
+
+
+@pytest.mark.parametrize("iif", sorted(OTHER_PAIRS))
+@pytest.mark.parametrize("baseline", [False, True])
+def test_train_other_algorithms(tmp_path: Path, iif: str, baseline: bool):
+    base, tiny = OTHER_PAIRS[iif]
+    algo = base if baseline else iif
+    (env_id,) = load_config(f"{algo}.yml")
+    main(["train", "--algo", algo, "--env", env_id, "-f", str(tmp_path), "--seed", "0", "--eval-freq", "-1", *tiny])
+    (run,) = glob.glob(str(tmp_path / algo / f"{env_id.replace('/', '-')}_1"))
+    (zip_path,) = glob.glob(os.path.join(run, "*.zip"))
+    cls = get_algo(algo).load()
+    model = cls.load(zip_path, device="cpu")
+    assert type(model) is cls and model.num_timesteps > 0
+    if not baseline:
+        assert model.filter_mode == "adaptive"
 
 
 def test_default_config_and_missing_env(tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -214,7 +248,7 @@ def test_sampler_keeps_config_policy_kwargs():
     register()
     from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
 
-    from sb3_influence.zoo import _CONFIG_POLICY_KWARGS
+    from sb3_influence.zoo.plugin import _CONFIG_POLICY_KWARGS
 
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     token = _CONFIG_POLICY_KWARGS.set({"optimizer_class": th.optim.SGD, "features_extractor_class": MiniGridCNN})
@@ -269,3 +303,68 @@ def test_write_entry(tmp_path: Path):
     assert yaml.safe_load(text) == {"A-v0": {"x": 3, "z": "s"}, "B-v0": {"y": 2}, "C-v0": {"w": 1.5}}
     write_entry(tmp_path / "new.yml", "A-v0", {"x": 1})
     assert yaml.safe_load((tmp_path / "new.yml").read_text()) == {"A-v0": {"x": 1}}
+
+
+def test_write_entry_keeps_comments_and_other_entries(tmp_path: Path):
+    original = (config_dir() / "influence_ppo.yml").read_text()
+    path = tmp_path / "tuned.yml"
+    path.write_text(original)
+    entry = {**load_config("influence_ppo.yml")["Acrobot-v1"], "learning_rate": 1e-05, "filter_mode": "all"}
+    write_entry(path, "Acrobot-v1", entry)
+    text = path.read_text()
+    # Byte for byte: the header and the blocks before Acrobot-v1, and from the comment of the next block on.
+    head, tail = original.split("\nAcrobot-v1:\n")
+    following = tail[tail.index("\n\n# ") :]
+    assert text.startswith(head + "\nAcrobot-v1:\n") and text.endswith(following)
+    assert "  learning_rate: 1.0e-05\n" in text  # PyYAML reads 1e-05 as a string
+    loaded = yaml.safe_load(text)
+    assert list(loaded) == list(load_config("influence_ppo.yml"))
+    assert loaded == {**load_config("influence_ppo.yml"), "Acrobot-v1": entry}
+
+
+def test_write_entry_yaml_1_1_values(tmp_path: Path):
+    # Strings that PyYAML (YAML 1.1, as rl-zoo3 reads configs) would read as another type stay strings.
+    path = tmp_path / "c.yml"
+    path.write_text("# only a comment\n")
+    entry = {"mode": "off", "flag": "yes", "n": "3", "lr": 2e-06, "policy_kwargs": "dict(net_arch={'pi': [64]})"}
+    write_entry(path, "A-v0", entry)
+    text = path.read_text()
+    assert text.startswith("# only a comment\n")
+    assert "policy_kwargs: \"dict(net_arch={'pi': [64]})\"" in text
+    assert yaml.safe_load(text) == {"A-v0": entry}
+
+
+def test_register_registry_algorithms():
+    register()
+    register()  # idempotent: the parents' samplers are wrapped once
+    for entry in influence_algos():
+        assert utils.ALGOS[entry.name] is entry.load()
+        assert isinstance(hyperparams_opt.HYPERPARAMS_SAMPLER[entry.name], _KeepConfigPolicyKwargs)
+        assert hyperparams_opt.HYPERPARAMS_CONVERTER[entry.name] is hyperparams_opt.convert_onpolicy_params
+        for parent in (entry.sampler, entry.baseline):
+            sampler = hyperparams_opt.HYPERPARAMS_SAMPLER[parent]
+            assert isinstance(sampler, _KeepConfigPolicyKwargs)
+            assert not isinstance(sampler.sampler, _KeepConfigPolicyKwargs)
+    names = {"influence_ppo", "influence_a2c", "influence_maskable_ppo", "influence_recurrent_ppo"}
+    assert {entry.name for entry in influence_algos()} == names and names <= set(utils.ALGOS)
+    assert utils.ALGOS["ppo_mask"] is MaskablePPO
+    assert hyperparams_opt.HYPERPARAMS_SAMPLER["ppo_mask"].sampler is hyperparams_opt.sample_ppo_params
+    assert hyperparams_opt.HYPERPARAMS_CONVERTER["ppo_mask"] is hyperparams_opt.convert_onpolicy_params
+
+
+@pytest.mark.parametrize("algo", [entry.name for entry in influence_algos()])
+def test_influence_samplers(algo: str):
+    register()
+    entry = next(entry for entry in influence_algos() if entry.name == algo)
+    sampler = hyperparams_opt.HYPERPARAMS_SAMPLER[algo]
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1)).ask()  # a real in-memory study
+    params = sampler(trial, 2, 1, {})
+    assert params["filter_fraction"] in FILTER_FRACTIONS and params["filter_mode"] in FILTER_MODES
+    # The parent's search space plus the two filter parameters; replayed exactly by a FixedTrial.
+    fixed = optuna.trial.FixedTrial(trial.params)
+    parent = hyperparams_opt.HYPERPARAMS_SAMPLER[entry.sampler](fixed, 2, 1, {})
+    assert set(params) == {*parent, "filter_fraction", "filter_mode"}
+    assert sampler(optuna.trial.FixedTrial(trial.params), 2, 1, {}) == params
+    assert trial_hyperparams(trial.params, algo)["filter_mode"] == params["filter_mode"]
+    if algo == ALGO_NAME:
+        assert sample_influence_ppo_params(optuna.trial.FixedTrial(trial.params), 2, 1, {}) == params

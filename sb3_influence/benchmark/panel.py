@@ -34,6 +34,7 @@ import numpy as np
 
 from sb3_influence.benchmark.evaluation import evaluate_fixed
 from sb3_influence.benchmark.runner import atomic_write, environment_metadata, parse_algo_spec
+from sb3_influence.registry import get_algo
 
 #: Columns of a panel CSV.
 PANEL_COLUMNS = ("task", "variant", "seed", "iteration", "timesteps", "eval_mean", "kept_fraction")
@@ -138,12 +139,9 @@ def make_env(task: PanelTask, n_envs: int, seed: int) -> Any:
 
 def _build(task: PanelTask, variant: str, seed: int) -> Any:
     import torch as th
-    from stable_baselines3 import PPO
-
-    from sb3_influence.influence_ppo import InfluencePPO
 
     spec = parse_algo_spec(variant)
-    cls = {"ppo": PPO, "influence_ppo": InfluencePPO}[spec.algo]
+    cls = get_algo(spec.algo).load()
     kwargs = dict(task.hyperparams)
     n_envs = int(kwargs.pop("n_envs", 1))
     policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))

@@ -34,6 +34,7 @@ from sb3_influence.benchmark.metrics import (
     se_band,
 )
 from sb3_influence.benchmark.runner import RunData, read_run_csv
+from sb3_influence.registry import ALGORITHMS
 
 BASELINE = "ppo"
 
@@ -285,7 +286,7 @@ def plot_env_axes(ax: object, folder: str | Path, title: str | None = None) -> N
         group = [runs[label][seed] for seed in sorted(runs[label])]
         steps, mean, stderr = _band(group)
         colour = colours.get(label, f"C{(i + 2) % 10}")
-        name = {"ppo": "PPO", "influence_ppo": "IIF (InfluencePPO)"}.get(label, label)
+        name = ALGORITHMS[label].label if label in ALGORITHMS else label
         ax.plot(steps, mean, color=colour, label=f"{name} (n={len(group)})", lw=1.5)  # type: ignore[attr-defined]
         ax.fill_between(steps, mean - stderr, mean + stderr, color=colour, alpha=0.2, lw=0)  # type: ignore[attr-defined]
         if group:

@@ -56,6 +56,7 @@ import yaml
 
 from sb3_influence.benchmark.evaluation import evaluation_returns
 from sb3_influence.configs import config_dir
+from sb3_influence.registry import get_algo
 
 #: Columns of a run's CSV, in order.
 COLUMNS = (
@@ -76,6 +77,7 @@ DEFAULT_EVAL_EPISODES = 1000
 MAX_EVAL_ENVS = 16
 #: Config keys consumed by the runner (not model constructor arguments), as in rl-zoo3.
 _NON_MODEL_KEYS = ("n_timesteps", "n_envs", "policy", "env_wrapper", "env_kwargs", "callback", "frame_stack", "normalize")
+#: The algorithms of :data:`~sb3_influence.registry.ALGORITHMS` the runner accepts (``--algos``).
 ALGO_NAMES = ("ppo", "influence_ppo")
 
 
@@ -288,11 +290,7 @@ def build_model(algo: str, env_id: str, hyperparams: dict[str, Any], seed: int) 
     :param seed: The seed (model and training envs).
     :return: The model.
     """
-    from stable_baselines3 import PPO
-
-    from sb3_influence.influence_ppo import InfluencePPO
-
-    cls = {"ppo": PPO, "influence_ppo": InfluencePPO}[algo]
+    cls = get_algo(algo).load()
     env = make_vec_env_from_config(env_id, hyperparams, int(hyperparams.get("n_envs", 1)), seed)
     kwargs = {key: value for key, value in hyperparams.items() if key not in _NON_MODEL_KEYS}
     kwargs["policy_kwargs"] = eval_policy_kwargs(kwargs.get("policy_kwargs"))
