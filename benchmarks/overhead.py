@@ -1,12 +1,14 @@
 """
-Influence scoring cost as a ratio: scoring time / one PPO epoch on the same buffer, same process.
+Influence scoring cost as a ratio: scoring time / one epoch of the parent algorithm on the same buffer, same process,
+for every IIF algorithm (InfluencePPO, InfluenceA2C, InfluenceMaskablePPO, InfluenceRecurrentPPO).
 
 For each case one rollout is collected, then, interleaved ``--repeats`` times:
 - scoring: ``model.compute_influence()`` (objective gradient + forward-mode JVP over the whole buffer);
 - cross-fitted scoring, what the default ``filter_mode="adaptive"`` computes: ``model_crossfit_scores(model)``
   (one objective gradient per fold, one JVP per fold over the whole buffer);
-- one epoch: PPO's own ``train()`` with ``n_epochs=1`` on the full buffer (parameters and optimizer state are
-  restored after each repeat, so every repeat sees the same buffer and weights).
+- one epoch: the parent's own ``train()`` (``PPO.train``, ``MaskablePPO.train``, ``RecurrentPPO.train``) with
+  ``n_epochs=1`` on the full buffer, or A2C's single update (parameters and optimizer state are restored after each
+  repeat, so every repeat sees the same buffer and weights).
 The medians of both and their ratio are reported. Usage::
 
     python benchmarks/overhead.py --repeats 7 --output benchmarks/overhead.md
@@ -27,11 +29,11 @@ import gymnasium as gym
 import minigrid  # noqa: F401  (registers the MiniGrid ids)
 import torch as th
 from minigrid.wrappers import ImgObsWrapper
-from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_influence import InfluencePPO, MiniGridCNN, model_crossfit_scores
+from sb3_influence import MiniGridCNN, model_crossfit_scores
 from sb3_influence.benchmark.runner import cpu_name
+from sb3_influence.registry import get_algo
 
 
 @dataclass
@@ -42,10 +44,15 @@ class Case:
     n_envs: int
     n_steps: int
     policy_kwargs: dict[str, Any]
+    algo: str = "influence_ppo"
 
 
 def _lunar() -> gym.Env:
     return gym.make("LunarLander-v3")
+
+
+def _masked() -> gym.Env:
+    return gym.make("sb3_influence/MaskedIdentity-v0")
 
 
 def _minigrid() -> gym.Env:
@@ -65,22 +72,42 @@ CASES = [
         2048,
         dict(features_extractor_class=MiniGridCNN, net_arch=[64, 64], **SGD),
     ),
+    Case("A2C: MLP 64x64, 40 records (8x5, A2C's default)", _lunar, "MlpPolicy", 8, 5, {}, "influence_a2c"),
+    Case("A2C: MLP 64x64, 2048 records (8x256)", _lunar, "MlpPolicy", 8, 256, {}, "influence_a2c"),
+    Case(
+        "MaskablePPO: MLP 64x64, 2048 records (masked identity, 16 actions)",
+        _masked,
+        "MlpPolicy",
+        1,
+        2048,
+        dict(net_arch=[64, 64], **SGD),
+        "influence_maskable_ppo",
+    ),
+    Case(
+        "RecurrentPPO: LSTM 64 + MLP 64, 2048 records (8x256)",
+        _lunar,
+        "MlpLstmPolicy",
+        8,
+        256,
+        dict(lstm_hidden_size=64, net_arch=[64], **SGD),
+        "influence_recurrent_ppo",
+    ),
 ]
 
 
-def _collect(case: Case, device: str) -> InfluencePPO:
+def _collect(case: Case, device: str) -> Any:
     env = make_vec_env(case.env_fn, n_envs=case.n_envs, seed=0)
-    model = InfluencePPO(
+    minibatches = {} if case.algo == "influence_a2c" else dict(batch_size=64, n_epochs=1)
+    model = get_algo(case.algo).load()(
         case.policy,
         env,
         learning_rate=5e-3,
         n_steps=case.n_steps,
-        batch_size=64,
-        n_epochs=1,
         max_grad_norm=1e10,
         policy_kwargs=case.policy_kwargs,
         seed=0,
         device=device,
+        **minibatches,
     )
     # Fill the buffer exactly as learn() does, without an update.
     total, callback = model._setup_learn(case.n_steps * case.n_envs, None)
@@ -96,6 +123,7 @@ def _sync(device: str) -> None:
 
 def measure(case: Case, repeats: int, device: str) -> dict[str, float]:
     model = _collect(case, device)
+    parent = get_algo(get_algo(case.algo).baseline or case.algo).load()
     policy_state = copy.deepcopy(model.policy.state_dict())
     optim_state = copy.deepcopy(model.policy.optimizer.state_dict())
     score_times, crossfit_times, epoch_times = [], [], []
@@ -114,7 +142,7 @@ def measure(case: Case, repeats: int, device: str) -> dict[str, float]:
         crossfit_times.append(time.perf_counter() - start)
 
         start = time.perf_counter()
-        PPO.train(model)  # one epoch of PPO's own update over the whole buffer
+        parent.train(model)  # one epoch of the parent's own update over the whole buffer
         _sync(device)
         epoch_times.append(time.perf_counter() - start)
         model.policy.load_state_dict(policy_state)
@@ -137,15 +165,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--output", default=None, help="write a markdown table here")
+    parser.add_argument("--match", default="", help="only the cases whose name contains this")
     args = parser.parse_args()
     if args.threads:
         th.set_num_threads(args.threads)
     header = (
-        "| case | records | scoring (ms) | cross-fitted scoring (ms) | one PPO epoch (ms) | scoring / epoch "
+        "| case | records | scoring (ms) | cross-fitted scoring (ms) | one parent epoch (ms) | scoring / epoch "
         "| cross-fitted / epoch |\n|---|---|---|---|---|---|---|"
     )
     rows = []
-    for case in CASES:
+    for case in [c for c in CASES if args.match in c.name]:
         r = measure(case, args.repeats, args.device)
         rows.append(
             f"| {case.name} | {r['records']} | {1e3 * r['score']:.1f} | {1e3 * r['crossfit']:.1f} | {1e3 * r['epoch']:.1f} "
@@ -160,8 +189,8 @@ def main() -> None:
     text = (
         f"# Influence scoring overhead\n\nCommand: `{command}`\n\nMedians of {args.repeats} interleaved repeats "
         "(scoring: `compute_influence()` over the full buffer; cross-fitted: `model_crossfit_scores(model)`, 3 folds, what "
-        "the default adaptive filter computes; epoch: PPO's own `train()` with `n_epochs=1`, "
-        f"batch 64, SGD). Machine: {machine}.\n\n{header}\n" + "\n".join(rows) + "\n\n"
+        "the default adaptive filter computes; epoch: the parent's own `train()` with `n_epochs=1`, "
+        f"batch 64 (A2C: its single update), SGD). Machine: {machine}.\n\n{header}\n" + "\n".join(rows) + "\n\n"
         "Goals: <= 0.25 epoch for the 64x64 MLP on 2048 records; <= 1 epoch for the 256x256 MLP and the MiniGrid CNN.\n"
     )
     print("\n" + text)

@@ -113,3 +113,23 @@ def test_paired_difference_interval_covers_the_mean():
     diff = paired_difference(variant, baseline)
     assert diff.low < diff.mean < diff.high and diff.n == 20
     assert diff.low > 0  # a clear improvement
+
+
+@pytest.mark.parametrize("parent", ["a2c", "ppo_mask", "ppo_lstm"])
+def test_other_algorithms_against_their_parent(tmp_path, monkeypatch, parent):
+    """A task of another algorithm runs its parent and its IIF twin by default, and refuses PPO."""
+    real = {"a2c": "a2c-cartpole", "ppo_mask": "maskable-identity", "ppo_lstm": "recurrent-cartpole-novel"}[parent]
+    source = panel.TASKS[real]
+    kwargs = dict(n_envs=2, n_steps=16) if parent == "a2c" else dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=1)
+    if parent == "ppo_lstm":
+        kwargs["policy_kwargs"] = {"lstm_hidden_size": 8}
+    budget = 128 if parent == "a2c" else 256  # 4 updates
+    task = PanelTask("tiny-other", source.env, source.action_space, budget, 1, kwargs, parent, source.policy, eval_every=2)
+    monkeypatch.setitem(panel.TASKS, "tiny-other", task)
+    (path,) = run_panel(["tiny-other"], None, [0], tmp_path)
+    curves = read_panel(path)
+    assert set(curves) == set(task.variants) and task.variants[0] == parent
+    assert curves[parent][0].shape == (3,)  # the start, then every 2nd of 4 updates
+    assert "| tiny-other |" in summarize_panel(tmp_path)
+    with pytest.raises(ValueError, match="IIF twin"):
+        run_panel(["tiny-other"], ["ppo", "influence_ppo"], [1], tmp_path)

@@ -10,7 +10,8 @@ import numpy as np
 
 def evaluation_returns(model: Any, env: Any, n_episodes: int, seed: int | None = None) -> np.ndarray:
     """
-    Returns of ``n_episodes`` stochastic episodes (``deterministic=False``, as the paper evaluates).
+    Returns of ``n_episodes`` stochastic episodes (``deterministic=False``, as the paper evaluates), with SB3's
+    ``evaluate_policy`` (which carries LSTM states for recurrent policies), or sb3-contrib's masked one for MaskablePPO.
 
     With ``seed=None`` the episodes continue the env's own state and the action noise is whatever the global RNGs
     give (fresh noise at every call). With a ``seed``, the call is a fixed test set: the env is reset with
@@ -27,7 +28,12 @@ def evaluation_returns(model: Any, env: Any, n_episodes: int, seed: int | None =
     :return: The episode returns, ``(n_episodes,)``.
     """
     import torch as th
+    from sb3_contrib import MaskablePPO
+    from sb3_contrib.common.maskable.evaluation import evaluate_policy as evaluate_masked
     from stable_baselines3.common.evaluation import evaluate_policy
+
+    # MaskablePPO (and its IIF twin) act on the env's action masks
+    evaluate: Any = evaluate_masked if isinstance(model, MaskablePPO) else evaluate_policy
 
     states = (random.getstate(), np.random.get_state(), th.get_rng_state())
     try:
@@ -40,7 +46,7 @@ def evaluation_returns(model: Any, env: Any, n_episodes: int, seed: int | None =
             for index, (action_space, observation_space) in enumerate(spaces):
                 action_space.seed(seed + index)
                 observation_space.seed(seed + index)
-        rewards, _ = evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=False, return_episode_rewards=True)
+        rewards, _ = evaluate(model, env, n_eval_episodes=n_episodes, deterministic=False, return_episode_rewards=True)
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])

@@ -34,7 +34,7 @@ import numpy as np
 
 from sb3_influence.benchmark.evaluation import evaluate_fixed
 from sb3_influence.benchmark.runner import atomic_write, environment_metadata, parse_algo_spec
-from sb3_influence.registry import get_algo
+from sb3_influence.registry import ALGORITHMS, get_algo, influence_algos
 
 #: Columns of a panel CSV.
 PANEL_COLUMNS = ("task", "variant", "seed", "iteration", "timesteps", "eval_mean", "kept_fraction")
@@ -50,6 +50,13 @@ def _identity(kind: str) -> Callable[[], Any]:
         "box": lambda: envs.IdentityEnvBox(eps=0.5, ep_length=16),
     }
     return makers[kind]
+
+
+def _cartpole_no_velocity() -> Any:
+    import gymnasium as gym
+    from rl_zoo3.wrappers import MaskVelocityWrapper
+
+    return MaskVelocityWrapper(gym.make("CartPole-v1"))
 
 
 def _frozen_lake() -> Any:
@@ -68,7 +75,10 @@ class PanelTask:
     :param action_space: The kind of action space, for the table.
     :param n_timesteps: Training budget.
     :param eval_episodes: Episodes per checkpoint (on the fixed test set).
-    :param hyperparams: PPO arguments (``n_envs`` is the number of training envs).
+    :param hyperparams: The algorithm's arguments (``n_envs`` is the number of training envs).
+    :param parent: The parent algorithm (a registry name): the baseline, whose IIF twin is compared with it.
+    :param policy: The policy.
+    :param eval_every: Evaluate every this many iterations (and at the start).
     """
 
     name: str
@@ -77,6 +87,15 @@ class PanelTask:
     n_timesteps: int
     eval_episodes: int
     hyperparams: dict[str, Any] = field(default_factory=dict)
+    parent: str = "ppo"
+    policy: str = "MlpPolicy"
+    eval_every: int = 1
+
+    @property
+    def variants(self) -> tuple[str, str]:
+        """The default variants: the parent and its IIF twin."""
+        (twin,) = [entry.name for entry in influence_algos() if entry.baseline == self.parent]
+        return self.parent, twin
 
 
 #: Env factories for the panel's non-registered envs (SB3's toy envs and FrozenLake's paper setup).
@@ -86,6 +105,7 @@ ENV_FACTORIES: dict[str, Callable[[], Any]] = {
     "identity-multibinary": _identity("multibinary"),
     "identity-box": _identity("box"),
     "frozenlake-4x4": _frozen_lake,
+    "cartpole-novel": _cartpole_no_velocity,
 }
 
 _TOY = dict(n_envs=2, n_steps=64, batch_size=32, n_epochs=4, learning_rate=1e-3, policy_kwargs=dict(net_arch=[32, 32]))
@@ -119,6 +139,38 @@ TASKS: dict[str, PanelTask] = {
                 policy_kwargs=dict(optimizer_class="SGD"),
             ),
         ),
+        # The other algorithms against their parents (variants: the parent and its IIF twin).
+        PanelTask(
+            "a2c-cartpole",
+            "CartPole-v1",
+            "Discrete",
+            40_960,
+            5,
+            dict(n_envs=8, n_steps=16),  # 128 records per update (rl-zoo3's 8 envs; 16 steps instead of 5)
+            parent="a2c",
+            eval_every=8,
+        ),
+        PanelTask(
+            "maskable-identity",
+            "sb3_influence/MaskedIdentity-v0",
+            "Discrete (masked)",
+            8192,
+            4,
+            dict(_TOY, n_steps=128),
+            parent="ppo_mask",
+        ),
+        PanelTask(
+            "recurrent-cartpole-novel",
+            "cartpole-novel",
+            "Discrete (LSTM)",
+            20_480,
+            5,
+            dict(
+                n_envs=4, n_steps=128, batch_size=128, n_epochs=4, learning_rate=1e-3, policy_kwargs=dict(lstm_hidden_size=32)
+            ),
+            parent="ppo_lstm",
+            policy="MlpLstmPolicy",
+        ),
     )
 }
 
@@ -140,7 +192,7 @@ def make_env(task: PanelTask, n_envs: int, seed: int) -> Any:
 def _build(task: PanelTask, variant: str, seed: int) -> Any:
     import torch as th
 
-    spec = parse_algo_spec(variant)
+    spec = parse_algo_spec(variant, list(ALGORITHMS))
     cls = get_algo(spec.algo).load()
     kwargs = dict(task.hyperparams)
     n_envs = int(kwargs.pop("n_envs", 1))
@@ -148,8 +200,11 @@ def _build(task: PanelTask, variant: str, seed: int) -> Any:
     if policy_kwargs.get("optimizer_class") == "SGD":
         policy_kwargs["optimizer_class"] = th.optim.SGD
     kwargs.update(spec.overrides)
+    family = get_algo(spec.algo).baseline or spec.algo
+    if family != task.parent:
+        raise ValueError(f"Panel task {task.name!r} compares {task.parent} and its IIF twin; got variant {variant!r}")
     env = make_env(task, n_envs, seed)
-    return cls("MlpPolicy", env, seed=seed, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
+    return cls(task.policy, env, seed=seed, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
 
 
 def run_panel_one(task_name: str, variant: str, seed: int, eval_seed: int = 10_000) -> list[dict[str, Any]]:
@@ -186,10 +241,14 @@ def run_panel_one(task_name: str, variant: str, seed: int, eval_seed: int = 10_0
         )
 
     original_train = model.train
+    iterations = 0
 
     def train_then_evaluate() -> None:
+        nonlocal iterations
         original_train()
-        record()
+        iterations += 1
+        if iterations % task.eval_every == 0:
+            record()
 
     setattr(model, "train", train_then_evaluate)  # noqa: B010 (an instance attribute shadows the method in learn())
     record()
@@ -211,7 +270,12 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
 
 
 def run_panel(
-    tasks: Sequence[str], variants: Sequence[str], seeds: Sequence[int], out: str | Path, jobs: int = 1, command: str = ""
+    tasks: Sequence[str],
+    variants: Sequence[str] | None,
+    seeds: Sequence[int],
+    out: str | Path,
+    jobs: int = 1,
+    command: str = "",
 ) -> list[Path]:
     """
     Run every (task, variant, seed) and write one CSV per task, ``out/<task>.csv``.
@@ -221,7 +285,8 @@ def run_panel(
     CSV is written once all of a task's new runs are done; a line is printed as each run ends.
 
     :param tasks: Task names.
-    :param variants: Variants (the first is the baseline of the summary, usually ``ppo``).
+    :param variants: Variants (the first is the baseline of the summary, usually ``ppo``); ``None``: each task's
+        :attr:`~PanelTask.variants` (its parent and the parent's IIF twin).
     :param seeds: Seeds.
     :param out: Output folder.
     :param jobs: Parallel processes.
@@ -231,19 +296,20 @@ def run_panel(
     unknown = [name for name in tasks if name not in TASKS]
     if unknown:
         raise ValueError(f"Unknown panel task(s) {unknown}; known: {sorted(TASKS)}")
-    for variant in variants:
-        parse_algo_spec(variant)
+    for variant in variants or ():
+        parse_algo_spec(variant, list(ALGORITHMS))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for task in tasks:
+        task_variants = list(variants) if variants else list(TASKS[task].variants)
         path = out / f"{task}.csv"
         old_metadata, old_rows = _read_rows(path) if path.exists() else ([], [])
         done = {(row["variant"], int(row["seed"])) for row in old_rows}
-        todo = [(task, variant, seed) for seed in seeds for variant in variants if (variant, seed) not in done]
+        todo = [(task, variant, seed) for seed in seeds for variant in task_variants if (variant, seed) not in done]
         paths.append(path)
         if not todo:
-            print(f"{task}: all {len(seeds) * len(variants)} runs already in {path}", flush=True)
+            print(f"{task}: all {len(seeds) * len(task_variants)} runs already in {path}", flush=True)
             continue
         started = time.time()
         results = []
@@ -258,9 +324,11 @@ def run_panel(
                     f"({count}/{len(todo)}, {time.time() - started:.0f} s)",
                     flush=True,
                 )
-        results.sort(key=lambda rows: (rows[0]["seed"], list(variants).index(rows[0]["variant"])))
+        results.sort(key=lambda rows: (rows[0]["seed"], task_variants.index(rows[0]["variant"])))
         metadata = {
             "task": task,
+            "policy": TASKS[task].policy,
+            "eval_every": TASKS[task].eval_every,
             "hyperparameters": json.dumps(TASKS[task].hyperparams, sort_keys=True, default=str),
             "n_timesteps": TASKS[task].n_timesteps,
             "eval_episodes": TASKS[task].eval_episodes,
@@ -391,13 +459,14 @@ def iqm(scores: dict[str, np.ndarray], reps: int = 2000) -> dict[str, tuple[floa
     return {name: (float(point[name][0]), float(interval[name][0, 0]), float(interval[name][1, 0])) for name in scores}
 
 
-def summarize_panel(folder: str | Path, baseline: str = "ppo") -> str:
+def summarize_panel(folder: str | Path, baseline: str | None = None) -> str:
     """
     The panel's Markdown tables: per task and variant, paired differences against the baseline; then IQM and
     P(variant > baseline) across tasks on min-max-normalised AUC (per task, over every run of the task).
 
     :param folder: Folder of panel CSVs.
-    :param baseline: The baseline variant.
+    :param baseline: The baseline variant; default: each task's parent algorithm (``ppo`` for unknown tasks), and
+        ``ppo`` for the aggregate across tasks.
     :return: Markdown.
     """
     lines = [
@@ -408,22 +477,21 @@ def summarize_panel(folder: str | Path, baseline: str = "ppo") -> str:
     normalised: dict[str, list[np.ndarray]] = {}
     for path in sorted(Path(folder).glob("*.csv")):
         curves = read_panel(path)
-        if baseline not in curves:
+        base = baseline or (TASKS[path.stem].parent if path.stem in TASKS else "ppo")
+        if base not in curves:
             continue
         low = min(min(c.min() for c in runs.values()) for runs in curves.values())
         high = max(max(c.max() for c in runs.values()) for runs in curves.values())
         scale = (high - low) or 1.0
         for variant, runs in curves.items():
-            seeds = sorted(set(runs) & set(curves[baseline]))
+            seeds = sorted(set(runs) & set(curves[base]))
             aucs = np.array([auc(runs[s]) for s in seeds])
             normalised.setdefault(variant, []).append((aucs - low) / scale)
-            if variant == baseline:
+            if variant == base:
                 continue
-            base_aucs = np.array([auc(curves[baseline][s]) for s in seeds])
+            base_aucs = np.array([auc(curves[base][s]) for s in seeds])
             d_auc = paired_difference(aucs, base_aucs)
-            d_final = paired_difference(
-                [final_return(runs[s]) for s in seeds], [final_return(curves[baseline][s]) for s in seeds]
-            )
+            d_final = paired_difference([final_return(runs[s]) for s in seeds], [final_return(curves[base][s]) for s in seeds])
             p, p_low, p_high = probability_of_improvement(aucs[:, None], base_aucs[:, None])
             lines.append(
                 f"| {path.stem} | {variant} | {len(seeds)} | {base_aucs.mean():.3g} | {aucs.mean():.3g} | "
@@ -431,6 +499,7 @@ def summarize_panel(folder: str | Path, baseline: str = "ppo") -> str:
                 f"{d_final.mean:+.3g} [{d_final.low:+.3g}, {d_final.high:+.3g}] | {p:.2f} [{p_low:.2f}, {p_high:.2f}] |"
             )
     n_tasks = {name: len(values) for name, values in normalised.items()}
+    baseline = baseline or "ppo"
     complete = {name: values for name, values in normalised.items() if n_tasks[name] == n_tasks.get(baseline, 0)}
     if baseline in complete and len(complete) > 1:
         n_seeds = min(len(v) for values in complete.values() for v in values)
@@ -521,7 +590,12 @@ def panel_main(argv: Sequence[str]) -> None:
         description="No-harm panel: InfluencePPO variants against PPO on cheap tasks over every action space.",
     )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), help=f"tasks (default: all of {list(TASKS)})")
-    parser.add_argument("--algos", nargs="+", default=["ppo", "influence_ppo"], help="variants; the first is the baseline")
+    parser.add_argument(
+        "--algos",
+        nargs="+",
+        default=None,
+        help="variants, the first is the baseline (default: each task's parent algorithm and its IIF twin)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)), help="seeds (default 0..9)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
     parser.add_argument("--out", default="benchmarks/panel", help="output folder")
@@ -529,7 +603,7 @@ def panel_main(argv: Sequence[str]) -> None:
     parser.add_argument("--no-plot", action="store_true", help="with --summarize: do not write FOLDER/learning_curves.png")
     args = parser.parse_args(list(argv))
     if args.summarize is not None:
-        print(summarize_panel(args.summarize, baseline=args.algos[0]))
+        print(summarize_panel(args.summarize, baseline=args.algos[0] if args.algos else None))
         print(f"\n{LEGEND}")
         if not args.no_plot:
             print(f"learning curves: {plot_panel(args.summarize, Path(args.summarize) / 'learning_curves.png')}")

@@ -131,7 +131,7 @@ class AlgoSpec:
         return self.label.replace(":", "__").replace(",", "_").replace("/", "_").replace(" ", "")
 
 
-def parse_algo_spec(spec: str) -> AlgoSpec:
+def parse_algo_spec(spec: str, allowed: Sequence[str] = ALGO_NAMES) -> AlgoSpec:
     """
     Parse an algorithm variant: ``ALGO`` or ``ALGO:key=value[,key=value...]``.
 
@@ -139,13 +139,15 @@ def parse_algo_spec(spec: str) -> AlgoSpec:
     ``"influence_ppo:filter_mode=all,filter_fraction=0.1"``.
 
     :param spec: The variant.
+    :param allowed: The algorithm names accepted (the runner's paper environments: PPO and InfluencePPO; the panel
+        takes every name of :data:`~sb3_influence.registry.ALGORITHMS`).
     :return: The parsed :class:`AlgoSpec` (label normalised to ``ALGO[:k=v,...]`` without spaces).
     :raises ValueError: On an unknown algorithm or a malformed assignment.
     """
     algo, _, rest = spec.strip().partition(":")
     algo = algo.strip()
-    if algo not in ALGO_NAMES:
-        raise ValueError(f"Unknown algorithm {algo!r} in {spec!r}, expected one of {ALGO_NAMES}")
+    if algo not in allowed:
+        raise ValueError(f"Unknown algorithm {algo!r} in {spec!r}, expected one of {tuple(allowed)}")
     items = [item for item in rest.split(",") if item.strip()]
     overrides = parse_assignments(items)
     label = algo if not items else algo + ":" + ",".join("".join(item.split()) for item in items)
