@@ -118,7 +118,7 @@ def test_paired_difference_interval_covers_the_mean():
 @pytest.mark.parametrize("parent", ["a2c", "ppo_mask", "ppo_lstm"])
 def test_other_algorithms_against_their_parent(tmp_path, monkeypatch, parent):
     """A task of another algorithm runs its parent and its IIF twin by default, and refuses PPO."""
-    real = {"a2c": "a2c-cartpole", "ppo_mask": "maskable-identity", "ppo_lstm": "recurrent-cartpole-novel"}[parent]
+    real = {"a2c": "a2c-cartpole", "ppo_mask": "maskable-identity", "ppo_lstm": "recurrent-cartpole"}[parent]
     source = panel.TASKS[real]
     kwargs = dict(n_envs=2, n_steps=16) if parent == "a2c" else dict(n_envs=2, n_steps=32, batch_size=32, n_epochs=1)
     if parent == "ppo_lstm":

@@ -52,13 +52,6 @@ def _identity(kind: str) -> Callable[[], Any]:
     return makers[kind]
 
 
-def _cartpole_no_velocity() -> Any:
-    import gymnasium as gym
-    from rl_zoo3.wrappers import MaskVelocityWrapper
-
-    return MaskVelocityWrapper(gym.make("CartPole-v1"))
-
-
 def _frozen_lake() -> Any:
     import gymnasium as gym
 
@@ -105,7 +98,6 @@ ENV_FACTORIES: dict[str, Callable[[], Any]] = {
     "identity-multibinary": _identity("multibinary"),
     "identity-box": _identity("box"),
     "frozenlake-4x4": _frozen_lake,
-    "cartpole-novel": _cartpole_no_velocity,
 }
 
 _TOY = dict(n_envs=2, n_steps=64, batch_size=32, n_epochs=4, learning_rate=1e-3, policy_kwargs=dict(net_arch=[32, 32]))
@@ -160,16 +152,24 @@ TASKS: dict[str, PanelTask] = {
             parent="ppo_mask",
         ),
         PanelTask(
-            "recurrent-cartpole-novel",
-            "cartpole-novel",
+            "recurrent-cartpole",
+            "CartPole-v1",
             "Discrete (LSTM)",
             20_480,
             5,
             dict(
-                n_envs=4, n_steps=128, batch_size=128, n_epochs=4, learning_rate=1e-3, policy_kwargs=dict(lstm_hidden_size=32)
+                n_envs=4,
+                n_steps=128,
+                batch_size=128,
+                n_epochs=4,
+                gamma=0.98,
+                gae_lambda=0.8,
+                learning_rate=1e-3,
+                policy_kwargs={"lstm_hidden_size": 32},
             ),
             parent="ppo_lstm",
             policy="MlpLstmPolicy",
+            eval_every=2,
         ),
     )
 }
