@@ -196,8 +196,9 @@ class InfluenceFilterMixin:
         return RolloutBuffer, DictRolloutBuffer
 
     def _minibatch_size(self) -> int | None:
-        """The minibatch size of the parent's update, or ``None`` for one batch of all records (A2C)."""
-        return int(self.batch_size)  # type: ignore[attr-defined]
+        """The minibatch size of the parent's update, or ``None`` for one batch of all records (A2C, ``batch_size=None``)."""
+        batch = getattr(self, "batch_size", None)
+        return None if batch is None else int(batch)
 
     def _rounds_to_minibatches(self) -> bool:
         """Whether ``filter_whole_minibatches`` applies (not where minibatches are masked sequences)."""

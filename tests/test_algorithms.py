@@ -263,3 +263,9 @@ def test_a2c_adam_preconditioner_needs_adam():
     with pytest.raises(ValueError, match="Adam"):
         InfluenceA2C("MlpPolicy", "CartPole-v1", influence_preconditioner="adam")
     InfluenceA2C("MlpPolicy", "CartPole-v1", influence_preconditioner="adam", use_rms_prop=False)
+
+
+def test_maskable_batch_size_none_is_one_batch():
+    model = _make("maskable_ppo", batch_size=None, filter_mode="all", filter_fraction=0.25)
+    model.learn(2 * N_STEPS * N_ENVS)
+    assert model.last_influence.n_dropped == 8  # a quarter of 32 records, no minibatch rounding
