@@ -16,7 +16,9 @@ def test_every_public_name_is_in_the_api_reference():
 
 
 def test_every_public_name_has_a_docstring():
-    undocumented = [name for name in sb3_influence.__all__ if name != "__version__" and not getattr(sb3_influence, name).__doc__]
+    undocumented = [
+        name for name in sb3_influence.__all__ if name != "__version__" and not getattr(sb3_influence, name).__doc__
+    ]
     assert not undocumented
 
 
