@@ -7,7 +7,7 @@ import pytest
 import torch as th
 
 from sb3_influence.benchmark.metrics import aggregate, compute_metrics, first_reach, rt_peak, se_band
-from sb3_influence.benchmark.plots import markdown_table, plot_all, plot_env, summarize_env
+from sb3_influence.benchmark.plots import markdown_table, paired_table, plot_all, plot_env, summarize, summarize_env
 from sb3_influence.benchmark.runner import (
     COLUMNS,
     build_model,
@@ -177,3 +177,23 @@ def test_summarize_matches_metrics(tmp_path: Path) -> None:
     medians = [100 * np.median([getattr(m, name) for m in expected]) for name in ("se_ave", "se_peak", "rt_peak")]
     per_seed_line = markdown_table([summary]).splitlines()[-1]
     assert per_seed_line.endswith("; median: " + " / ".join(f"{value:.1f}" for value in medians))
+
+
+def test_paired_table_and_legend(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    diffs = []
+    for seed in range(4):
+        ppo_curve, iif_curve = list(rng.random(6)), list(rng.random(6) + 0.5)
+        for algo, values in (("ppo", ppo_curve), ("influence_ppo", iif_curve)):
+            meta = {"env": "Toy-v0", "algo": algo, "seed": seed}
+            write_run_csv(tmp_path / f"{algo}_seed{seed}.csv", meta, _rows(values, [1.0] * 6, 0.0))
+        runs = [
+            read_run_csv(tmp_path / f"{algo}_seed{seed}.csv").columns["eval_mean"][1:] for algo in ("influence_ppo", "ppo")
+        ]
+        diffs.append(runs[0].mean() - runs[1].mean())
+    table = paired_table([tmp_path])
+    row = next(line for line in table.splitlines() if line.startswith(f"| {tmp_path.name} | influence_ppo |"))
+    assert row.split("|")[4].strip().startswith(f"{np.mean(diffs):+.4g} [")
+    assert "P(variant > PPO)" in table
+    text = summarize([tmp_path])
+    assert "SE_ave: the mean sample-efficiency gain" in text and "ΔAUC" in text

@@ -14,12 +14,12 @@ from sb3_influence.benchmark.panel import (
     PANEL_COLUMNS,
     PanelTask,
     make_env,
-    paired_difference,
     plot_panel,
     read_panel,
     run_panel,
     summarize_panel,
 )
+from sb3_influence.benchmark.stats import paired_difference
 
 TINY = PanelTask(
     "tiny",

@@ -34,6 +34,7 @@ import numpy as np
 
 from sb3_influence.benchmark.evaluation import evaluate_fixed
 from sb3_influence.benchmark.runner import atomic_write, environment_metadata, parse_algo_spec
+from sb3_influence.benchmark.stats import iqm, paired_difference, probability_of_improvement
 from sb3_influence.registry import ALGORITHMS, get_algo, influence_algos
 
 #: Columns of a panel CSV.
@@ -384,79 +385,6 @@ def auc(curve: np.ndarray) -> float:
 def final_return(curve: np.ndarray, last: int = 3) -> float:
     """The mean of the last ``last`` checkpoints."""
     return float(np.mean(curve[-last:]))
-
-
-@dataclass(frozen=True)
-class PairedDifference:
-    """
-    Mean paired difference (variant minus baseline) over seeds, with a 95% BCa bootstrap interval.
-
-    :param mean: The mean difference.
-    :param low: The interval's lower end.
-    :param high: The interval's upper end.
-    :param n: Number of seed pairs.
-    """
-
-    mean: float
-    low: float
-    high: float
-    n: int
-
-
-def paired_difference(
-    variant: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray, seed: int = 0
-) -> PairedDifference:
-    """
-    Mean of ``variant - baseline`` (paired by seed) and its 95% BCa bootstrap confidence interval (scipy).
-
-    :param variant: Values of the variant, one per seed.
-    :param baseline: Values of the baseline for the same seeds.
-    :param seed: The bootstrap's seed.
-    :return: The paired difference.
-    """
-    from scipy.stats import bootstrap
-
-    diff = np.asarray(variant, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
-    if diff.size < 2 or np.ptp(diff) <= 1e-12 * max(1.0, float(np.abs(diff).max())):  # no spread: a point interval
-        mean = float(diff.mean()) if diff.size else float("nan")
-        return PairedDifference(mean, mean, mean, int(diff.size))
-    result = bootstrap((diff,), np.mean, confidence_level=0.95, method="BCa", n_resamples=5000, random_state=seed)
-    low, high = result.confidence_interval
-    return PairedDifference(float(diff.mean()), float(low), float(high), int(diff.size))
-
-
-def probability_of_improvement(variant: np.ndarray, baseline: np.ndarray, reps: int = 2000) -> tuple[float, float, float]:
-    """
-    rliable's probability of improvement P(variant > baseline) and its stratified-bootstrap 95% interval.
-
-    :param variant: Scores ``(n_seeds, n_tasks)``.
-    :param baseline: Scores ``(n_seeds, n_tasks)`` (the same seeds).
-    :param reps: Bootstrap repetitions.
-    :return: ``(probability, low, high)``.
-    """
-    from rliable import library as rly
-    from rliable import metrics
-
-    point, interval = rly.get_interval_estimates(
-        {"pair": (np.asarray(variant), np.asarray(baseline))}, metrics.probability_of_improvement, reps=reps
-    )
-    low, high = np.ravel(interval["pair"])
-    return float(np.ravel(point["pair"])[0]), float(low), float(high)
-
-
-def iqm(scores: dict[str, np.ndarray], reps: int = 2000) -> dict[str, tuple[float, float, float]]:
-    """
-    rliable's interquartile mean of normalised scores per method, with stratified-bootstrap 95% intervals.
-
-    :param scores: ``{method: (n_seeds, n_tasks)}``.
-    :param reps: Bootstrap repetitions.
-    :return: ``{method: (iqm, low, high)}``.
-    """
-    from rliable import library as rly
-    from rliable import metrics
-
-    point, interval = rly.get_interval_estimates(scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
-    return {name: (float(point[name][0]), float(interval[name][0, 0]), float(interval[name][1, 0])) for name in scores}
 
 
 def summarize_panel(folder: str | Path, baseline: str | None = None) -> str:

@@ -34,6 +34,7 @@ from sb3_influence.benchmark.metrics import (
     se_band,
 )
 from sb3_influence.benchmark.runner import RunData, read_run_csv
+from sb3_influence.benchmark.stats import PairedDifference, iqm, paired_difference, probability_of_improvement
 from sb3_influence.registry import ALGORITHMS
 
 BASELINE = "ppo"
@@ -348,6 +349,90 @@ def plot_all(folders: Sequence[str | Path], output: str | Path, dpi: int = 90) -
     return Path(output)
 
 
+#: What ``summarize`` prints below its tables: what each metric means.
+LEGEND = """\
+SE_ave: the mean sample-efficiency gain over PPO's successive new bests: at each level PPO reaches, 1 - (iterations \
+IIF needs) / (iterations PPO needs); positive = IIF gets there sooner. It counts only levels PPO reaches, so \
+evaluation noise that gives PPO a spurious new best (then reached late or never by IIF, which counts as one \
+iteration past its budget) pulls it down, even when IIF's final return is better. SE_peak: the same at PPO's peak \
+return. RT_peak: 1 - (IIF's wall-clock time to reach PPO's peak) / (PPO's whole run time). Cells: mean ± standard \
+error over seeds [95% bootstrap interval]. ΔAUC: the mean evaluated return over the curve, variant minus PPO, paired \
+by seed (mean and 95% BCa interval); Δfinal: the same for the mean of the last three evaluations; an interval that \
+reaches 0 or above means no harm beyond noise. P(variant > PPO): rliable's probability of improvement of the AUC \
+(stratified bootstrap 95% interval; 0.5 = a tie). IQM: rliable's interquartile mean of the AUC min-max-normalised \
+per env over every run of that env."""
+
+
+def paired_table(folders: Sequence[str | Path], baseline: str = BASELINE) -> str:
+    """
+    Markdown tables of the paired statistics: per env and variant, ΔAUC and Δfinal against the baseline (BCa
+    intervals) and rliable's P(variant > baseline); then, across envs, rliable's IQM of min-max-normalised AUC and
+    P(variant > baseline) for the variants run on every env (with the seeds all envs share).
+
+    :param folders: One results folder per env.
+    :param baseline: The baseline's label.
+    :return: The markdown.
+    """
+    lines = [
+        "| env | variant | seeds | ΔAUC [95% CI] | Δfinal [95% CI] | P(variant > PPO) [95% CI] |",
+        "|---|---|---|---|---|---|",
+    ]
+    normalised: dict[str, dict[str, dict[int, float]]] = {}  # variant -> env -> seed -> normalised AUC
+    for folder in folders:
+        runs = load_runs(folder)
+        if baseline not in runs:
+            continue
+        env = Path(folder).name
+        aucs = {label: {seed: float(curve(run).mean()) for seed, run in by_seed.items()} for label, by_seed in runs.items()}
+        values = [v for by_seed in aucs.values() for v in by_seed.values()]
+        low, scale = min(values), (max(values) - min(values)) or 1.0
+        for label in sorted(runs):
+            normalised.setdefault(label, {})[env] = {seed: (v - low) / scale for seed, v in aucs[label].items()}
+            seeds = sorted(set(runs[label]) & set(runs[baseline]))
+            if label == baseline or len(seeds) < 2:
+                continue
+            variant = np.array([aucs[label][s] for s in seeds])
+            base = np.array([aucs[baseline][s] for s in seeds])
+            d_auc = paired_difference(variant, base)
+            finals = [[float(curve(by[s])[-3:].mean()) for s in seeds] for by in (runs[label], runs[baseline])]
+            d_final = paired_difference(finals[0], finals[1])
+            p, p_low, p_high = probability_of_improvement(variant[:, None], base[:, None])
+            lines.append(
+                f"| {env} | {label} | {len(seeds)} | {_diff(d_auc)} | {_diff(d_final)} | {p:.2f} [{p_low:.2f}, {p_high:.2f}] |"
+            )
+    envs = sorted(normalised.get(baseline, {}))
+    matrices: dict[str, np.ndarray] = {}
+    for label, by_env in normalised.items():
+        if sorted(by_env) != envs or len(envs) < 2:
+            continue
+        seeds = sorted(set.intersection(*(set(by_env[e]) & set(normalised[baseline][e]) for e in envs)))
+        if len(seeds) >= 2:
+            matrices[label] = np.array([[by_env[e][s] for e in envs] for s in seeds])
+    if baseline in matrices and len(matrices) > 1:
+        n_seeds = min(m.shape[0] for m in matrices.values())
+        matrices = {label: m[:n_seeds] for label, m in matrices.items()}
+        estimates = iqm(matrices)
+        lines += [
+            "",
+            f"Across {len(envs)} envs ({', '.join(envs)}), {n_seeds} seeds each:",
+            "",
+            "| variant | IQM of normalised AUC [95% CI] | P(variant > PPO) over envs [95% CI] |",
+            "|---|---|---|",
+        ]
+        for label, (value, low, high) in estimates.items():
+            prob = (
+                ""
+                if label == baseline
+                else "{:.2f} [{:.2f}, {:.2f}]".format(*probability_of_improvement(matrices[label], matrices[baseline]))
+            )
+            lines.append(f"| {label} | {value:.3f} [{low:.3f}, {high:.3f}] | {prob} |")
+    return "\n".join(lines) + "\n"
+
+
+def _diff(d: PairedDifference) -> str:
+    return f"{d.mean:+.4g} [{d.low:+.4g}, {d.high:+.4g}]"
+
+
 def summarize(
     folders: Sequence[str | Path],
     markdown: str | Path | None = None,
@@ -361,10 +446,10 @@ def summarize(
     :param markdown: Where to write the table (``None``: only return it).
     :param plot_dir: Where to write ``learning_curves_<env>.png`` per env (``None``: no per-env plots).
     :param combined: Where to write the combined figure (``None``: none).
-    :return: The markdown.
+    :return: The markdown: the metric tables, the paired statistics (:func:`paired_table`) and the legend.
     """
     summaries = [summary for folder in folders for summary in summarize_env(folder)]
-    text = markdown_table(summaries)
+    text = markdown_table(summaries) + "\n" + paired_table(folders) + "\n" + LEGEND + "\n"
     if markdown is not None:
         Path(markdown).write_text(text)
     if plot_dir is not None:
@@ -389,10 +474,21 @@ def summarize_main(argv: Sequence[str]) -> None:
     )
     parser.add_argument("folders", nargs="+", help="results folders, one per env (benchmarks/results/<env>)")
     parser.add_argument("--markdown", default=None, help="write the table here")
-    parser.add_argument("--plot-dir", default=None, help="write learning_curves_<env>.png here")
+    parser.add_argument(
+        "--plot-dir", default=None, help="write learning_curves_<env>.png here (default: into each results folder)"
+    )
+    parser.add_argument("--no-plot", action="store_true", help="do not write the learning-curve plots")
     parser.add_argument("--combined", default=None, help="write the combined figure of all envs here")
     args = parser.parse_args(list(argv))
-    print(summarize(args.folders, args.markdown, args.plot_dir, args.combined), end="")
+    if args.no_plot:
+        print(summarize(args.folders, args.markdown, None, args.combined), end="")
+        return
+    if args.plot_dir is not None:
+        print(summarize(args.folders, args.markdown, args.plot_dir, args.combined), end="")
+        return
+    print(summarize(args.folders, args.markdown, None, args.combined), end="")
+    for folder in args.folders:
+        print(f"learning curves: {plot_env(folder, Path(folder) / f'learning_curves_{Path(folder).name}.png')}")
 
 
 __all__ = [
@@ -401,6 +497,7 @@ __all__ = [
     "curve",
     "load_runs",
     "markdown_table",
+    "paired_table",
     "plot_all",
     "plot_env",
     "plot_env_axes",
