@@ -271,17 +271,10 @@ class InfluenceFilterMixin:
                 f"influence_preconditioner='adam' needs an Adam or AdamW optimizer, got {type(self.policy.optimizer).__name__}"
             )
         self._filter_rng = np.random.default_rng(self.seed)
-        reason = self._adaptive_abstention()
-        if self.filter_mode == "adaptive" and self.fraction > 0 and reason is not None:
-            warnings.warn(
-                f"filter_mode='adaptive' drops nothing here: {reason}. Training is then {self._parent_name()}'s; "
-                "use a fixed-p filter_mode (e.g. filter_mode='negative', filter_fraction=0.125) to filter anyway.",
-                UserWarning,
-                stacklevel=3,
-            )
+        self._abstention_warned = False
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "last_influence", "_filter_rng"]  # type: ignore[misc]
+        return [*super()._excluded_save_params(), "last_influence", "_filter_rng", "_abstention_warned"]  # type: ignore[misc]
 
     # --------------------------------------------------------------------------------------------- the IIF step
     def compute_influence(self, objective: InfluenceObjective | None = None) -> np.ndarray:
@@ -303,7 +296,8 @@ class InfluenceFilterMixin:
 
     def _adaptive_abstention(self) -> str | None:
         """
-        Why the adaptive rule drops nothing for this model, or ``None`` when it may filter.
+        Why the adaptive rule drops nothing for this model, or ``None`` when it may filter (the first IIF step that
+        abstains says why in a ``UserWarning``).
 
         Continuous (``Box``) actions: on the no-harm panel both rules cost PPO return on Pendulum, with gSDE (where
         one noise matrix per rollout also makes the folds dependent) and without, and on held-out seeds
@@ -311,6 +305,9 @@ class InfluenceFilterMixin:
         """
         if isinstance(self.action_space, spaces.Box):
             return "continuous (Box) actions, where filtering cost PPO return on the no-harm panel"
+        n_steps = int(self.n_steps)  # type: ignore[attr-defined]
+        if n_steps < self.influence_folds:
+            return f"n_steps={n_steps} is fewer than influence_folds={self.influence_folds}, too short to cross-fit"
         return None
 
     @property
@@ -325,7 +322,7 @@ class InfluenceFilterMixin:
         The scores of the IIF step: ``(scores, rank_by, reliability, noise_std)``. ``scores`` are the TracIn scores
         that are reported; the rule ranks by ``rank_by`` (the cross-fitted scores in ``"adaptive"`` mode).
         """
-        if self.filter_mode == "adaptive":
+        if self.filter_mode == "adaptive" and records.n_steps >= self.influence_folds:
             crossfit = model_crossfit_scores(self, records, self.influence_folds)
             return crossfit.total, crossfit.scores, crossfit.reliability, crossfit.noise_std
         scores = model_influence_scores(self, records, self.influence_objective)
@@ -333,6 +330,15 @@ class InfluenceFilterMixin:
 
     def _filter_rollout(self) -> InfluenceReport:
         """Score the full buffer at ``theta_k`` and set the buffer's keep mask (the IIF step)."""
+        reason = self._adaptive_abstention() if self.filter_mode == "adaptive" and self.fraction > 0 else None
+        if reason is not None and not getattr(self, "_abstention_warned", False):
+            warnings.warn(
+                f"filter_mode='adaptive' drops nothing here: {reason}. Training is then {self._parent_name()}'s; "
+                "use a fixed-p filter_mode (e.g. filter_mode='negative', filter_fraction=0.125) to filter anyway.",
+                UserWarning,
+                stacklevel=2,
+            )
+            self._abstention_warned = True
         start = time.perf_counter()
         records = RolloutRecords.from_buffer(self.rollout_buffer)
         scores, rank_by, reliability, noise_std = self._score_rollout(records)
@@ -355,7 +361,7 @@ class InfluenceFilterMixin:
                 keep[usable] = adaptive_filter_mask(
                     candidates,
                     noise_std,
-                    float("nan") if self._adaptive_abstention() else reliability,  # NaN: the rule drops nothing
+                    float("nan") if reason is not None else reliability,  # NaN: the rule drops nothing
                     self.fraction,
                     self.filter_confidence,
                     self.filter_min_reliability,

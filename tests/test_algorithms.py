@@ -269,3 +269,12 @@ def test_maskable_batch_size_none_is_one_batch():
     model = _make("maskable_ppo", batch_size=None, filter_mode="all", filter_fraction=0.25)
     model.learn(2 * N_STEPS * N_ENVS)
     assert model.last_influence.n_dropped == 8  # a quarter of 32 records, no minibatch rounding
+
+
+def test_adaptive_rule_abstains_when_the_buffer_is_too_short_to_cross_fit():
+    parent = PPO("MlpPolicy", "CartPole-v1", n_steps=2, batch_size=2, n_epochs=1, seed=0).learn(8)
+    with pytest.warns(UserWarning, match="too short to cross-fit"):
+        model = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=2, batch_size=2, n_epochs=1, seed=0).learn(8)
+    assert model.last_influence.n_dropped == 0
+    for a, b in zip(_params(parent), _params(model), strict=True):
+        assert th.equal(a, b)
