@@ -11,6 +11,7 @@ the PPO ratio is 1 and no clipping is active, so
 where ``D`` is the derivative along ``g``. Per-record gradients are never materialised.
 """
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -107,6 +108,7 @@ def dual_parameters(module: nn.Module, tangents: dict[nn.Parameter, th.Tensor]) 
     :param module: The module (policy).
     :param tangents: Tangent per parameter; parameters not in it are left as they are.
     """
+    _load_jvp_decompositions()
     duals = {id(p): fwAD.make_dual(p.detach(), t) for p, t in tangents.items()}
     swapped: list[tuple[nn.Module, str, nn.Parameter]] = []
     try:
@@ -121,6 +123,18 @@ def dual_parameters(module: nn.Module, tangents: dict[nn.Parameter, th.Tensor]) 
         for mod, name, param in reversed(swapped):
             mod._parameters[name] = param
         _refresh_flat_weights(module)
+
+
+def _load_jvp_decompositions() -> None:
+    """
+    Import torch's forward-mode decompositions (what the first ``make_dual`` of a process does) without the
+    ``torch.jit.script`` deprecation warning that import emits in torch 2.13: the user's first ``learn()`` must not
+    warn about torch internals (SB3's own tests assert a warning-free ``learn()``).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit\.script.*")
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit\.script.*")
+        fwAD._maybe_load_decompositions()  # type: ignore[no-untyped-call]
 
 
 def _refresh_flat_weights(module: nn.Module) -> None:

@@ -272,3 +272,16 @@ def test_non_finite_records_are_left_out_of_scores(space):
 def test_cuda_matches_oracle(space):
     fast, slow = _both(_model(SPACES[space], device="cuda"))
     _assert_close(fast, slow)
+
+
+def test_first_scoring_of_a_process_emits_no_warning():
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings; warnings.simplefilter('error');"
+        "from sb3_influence import InfluencePPO;"
+        "InfluencePPO('MlpPolicy', 'CartPole-v1', n_steps=16, batch_size=16, n_epochs=1).learn(32)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
