@@ -305,10 +305,13 @@ class InfluenceFilterMixin:
         """
         if isinstance(self.action_space, spaces.Box):
             return "continuous (Box) actions, where filtering cost PPO return on the no-harm panel"
-        n_steps = int(self.n_steps)  # type: ignore[attr-defined]
-        if n_steps < self.influence_folds:
-            return f"n_steps={n_steps} is fewer than influence_folds={self.influence_folds}, too short to cross-fit"
+        if not self._can_cross_fit():
+            return f"n_steps={self.n_steps} is fewer than influence_folds={self.influence_folds}, too short to cross-fit"  # type: ignore[attr-defined]
         return None
+
+    def _can_cross_fit(self) -> bool:
+        """Whether the buffer has at least one step per env for each of the ``influence_folds`` folds."""
+        return int(self.n_steps) >= self.influence_folds  # type: ignore[attr-defined]
 
     @property
     def fraction(self) -> float:
@@ -322,7 +325,7 @@ class InfluenceFilterMixin:
         The scores of the IIF step: ``(scores, rank_by, reliability, noise_std)``. ``scores`` are the TracIn scores
         that are reported; the rule ranks by ``rank_by`` (the cross-fitted scores in ``"adaptive"`` mode).
         """
-        if self.filter_mode == "adaptive" and records.n_steps >= self.influence_folds:
+        if self.filter_mode == "adaptive" and self._can_cross_fit():
             crossfit = model_crossfit_scores(self, records, self.influence_folds)
             return crossfit.total, crossfit.scores, crossfit.reliability, crossfit.noise_std
         scores = model_influence_scores(self, records, self.influence_objective)
@@ -331,7 +334,7 @@ class InfluenceFilterMixin:
     def _filter_rollout(self) -> InfluenceReport:
         """Score the full buffer at ``theta_k`` and set the buffer's keep mask (the IIF step)."""
         reason = self._adaptive_abstention() if self.filter_mode == "adaptive" and self.fraction > 0 else None
-        if reason is not None and not getattr(self, "_abstention_warned", False):
+        if reason is not None and not self._abstention_warned:
             warnings.warn(
                 f"filter_mode='adaptive' drops nothing here: {reason}. Training is then {self._parent_name()}'s; "
                 "use a fixed-p filter_mode (e.g. filter_mode='negative', filter_fraction=0.125) to filter anyway.",

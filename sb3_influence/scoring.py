@@ -11,6 +11,7 @@ the PPO ratio is 1 and no clipping is active, so
 where ``D`` is the derivative along ``g``. Per-record gradients are never materialised.
 """
 
+import functools
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -125,11 +126,12 @@ def dual_parameters(module: nn.Module, tangents: dict[nn.Parameter, th.Tensor]) 
         _refresh_flat_weights(module)
 
 
+@functools.cache
 def _load_jvp_decompositions() -> None:
     """
     Import torch's forward-mode decompositions (what the first ``make_dual`` of a process does) without the
     ``torch.jit.script`` deprecation warning that import emits in torch 2.13: the user's first ``learn()`` must not
-    warn about torch internals (SB3's own tests assert a warning-free ``learn()``).
+    warn about torch internals (SB3's own tests assert a warning-free ``learn()``). Once per process.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit\.script.*")

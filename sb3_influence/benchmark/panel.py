@@ -34,7 +34,7 @@ import numpy as np
 
 from sb3_influence.benchmark.evaluation import evaluate_fixed
 from sb3_influence.benchmark.runner import atomic_write, environment_metadata, parse_algo_spec
-from sb3_influence.benchmark.stats import iqm, paired_difference, probability_of_improvement
+from sb3_influence.benchmark.stats import across_tasks, paired_difference, probability_of_improvement
 from sb3_influence.registry import ALGORITHMS, get_algo, influence_algos
 
 #: Columns of a panel CSV.
@@ -194,14 +194,15 @@ def _build(task: PanelTask, variant: str, seed: int) -> Any:
     import torch as th
 
     spec = parse_algo_spec(variant, list(ALGORITHMS))
-    cls = get_algo(spec.algo).load()
+    entry = get_algo(spec.algo)
+    cls = entry.load()
     kwargs = dict(task.hyperparams)
     n_envs = int(kwargs.pop("n_envs", 1))
     policy_kwargs = dict(kwargs.pop("policy_kwargs", {}))
     if policy_kwargs.get("optimizer_class") == "SGD":
         policy_kwargs["optimizer_class"] = th.optim.SGD
     kwargs.update(spec.overrides)
-    family = get_algo(spec.algo).baseline or spec.algo
+    family = entry.baseline or spec.algo
     if family != task.parent:
         raise ValueError(f"Panel task {task.name!r} compares {task.parent} and its IIF twin; got variant {variant!r}")
     env = make_env(task, n_envs, seed)
@@ -402,7 +403,7 @@ def summarize_panel(folder: str | Path, baseline: str | None = None) -> str:
         "| P(variant > baseline) [95% CI] |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    normalised: dict[str, list[np.ndarray]] = {}
+    normalised: dict[str, dict[str, dict[int, float]]] = {}  # variant -> task -> seed -> normalised AUC
     for path in sorted(Path(folder).glob("*.csv")):
         curves = read_panel(path)
         base = baseline or (TASKS[path.stem].parent if path.stem in TASKS else "ppo")
@@ -414,7 +415,7 @@ def summarize_panel(folder: str | Path, baseline: str | None = None) -> str:
         for variant, runs in curves.items():
             seeds = sorted(set(runs) & set(curves[base]))
             aucs = np.array([auc(runs[s]) for s in seeds])
-            normalised.setdefault(variant, []).append((aucs - low) / scale)
+            normalised.setdefault(variant, {})[path.stem] = dict(zip(seeds, (aucs - low) / scale, strict=True))
             if variant == base:
                 continue
             base_aucs = np.array([auc(curves[base][s]) for s in seeds])
@@ -426,24 +427,16 @@ def summarize_panel(folder: str | Path, baseline: str | None = None) -> str:
                 f"{d_auc.mean:+.3g} [{d_auc.low:+.3g}, {d_auc.high:+.3g}] | "
                 f"{d_final.mean:+.3g} [{d_final.low:+.3g}, {d_final.high:+.3g}] | {p:.2f} [{p_low:.2f}, {p_high:.2f}] |"
             )
-    n_tasks = {name: len(values) for name, values in normalised.items()}
-    baseline = baseline or "ppo"
-    complete = {name: values for name, values in normalised.items() if n_tasks[name] == n_tasks.get(baseline, 0)}
-    if baseline in complete and len(complete) > 1:
-        n_seeds = min(len(v) for values in complete.values() for v in values)
-        matrices = {name: np.stack([v[:n_seeds] for v in values], axis=1) for name, values in complete.items()}
+    aggregate = across_tasks(normalised, baseline or "ppo")
+    if aggregate is not None:
         lines += [
             "",
             "| method | IQM of normalised AUC [95% CI] | P(method > baseline) over tasks [95% CI] |",
             "|---|---|---|",
         ]
-        estimates = iqm(matrices)
-        for name, (value, lo, hi) in estimates.items():
-            if name == baseline:
-                lines.append(f"| {name} | {value:.3f} [{lo:.3f}, {hi:.3f}] | - |")
-            else:
-                p, p_low, p_high = probability_of_improvement(matrices[name], matrices[baseline])
-                lines.append(f"| {name} | {value:.3f} [{lo:.3f}, {hi:.3f}] | {p:.2f} [{p_low:.2f}, {p_high:.2f}] |")
+        for name, (value, lo, hi, prob) in aggregate[2].items():
+            cell = "-" if prob is None else "{:.2f} [{:.2f}, {:.2f}]".format(*prob)
+            lines.append(f"| {name} | {value:.3f} [{lo:.3f}, {hi:.3f}] | {cell} |")
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ from sb3_influence.benchmark.metrics import (
     se_band,
 )
 from sb3_influence.benchmark.runner import RunData, read_run_csv
-from sb3_influence.benchmark.stats import PairedDifference, iqm, paired_difference, probability_of_improvement
+from sb3_influence.benchmark.stats import PairedDifference, across_tasks, paired_difference, probability_of_improvement
 from sb3_influence.registry import ALGORITHMS
 
 BASELINE = "ppo"
@@ -400,18 +400,9 @@ def paired_table(folders: Sequence[str | Path], baseline: str = BASELINE) -> str
             lines.append(
                 f"| {env} | {label} | {len(seeds)} | {_diff(d_auc)} | {_diff(d_final)} | {p:.2f} [{p_low:.2f}, {p_high:.2f}] |"
             )
-    envs = sorted(normalised.get(baseline, {}))
-    matrices: dict[str, np.ndarray] = {}
-    for label, by_env in normalised.items():
-        if sorted(by_env) != envs or len(envs) < 2:
-            continue
-        seeds = sorted(set.intersection(*(set(by_env[e]) & set(normalised[baseline][e]) for e in envs)))
-        if len(seeds) >= 2:
-            matrices[label] = np.array([[by_env[e][s] for e in envs] for s in seeds])
-    if baseline in matrices and len(matrices) > 1:
-        n_seeds = min(m.shape[0] for m in matrices.values())
-        matrices = {label: m[:n_seeds] for label, m in matrices.items()}
-        estimates = iqm(matrices)
+    aggregate = across_tasks(normalised, baseline)
+    if aggregate is not None:
+        envs, n_seeds, rows = aggregate
         lines += [
             "",
             f"Across {len(envs)} envs ({', '.join(envs)}), {n_seeds} seeds each:",
@@ -419,13 +410,9 @@ def paired_table(folders: Sequence[str | Path], baseline: str = BASELINE) -> str
             "| variant | IQM of normalised AUC [95% CI] | P(variant > PPO) over envs [95% CI] |",
             "|---|---|---|",
         ]
-        for label, (value, low, high) in estimates.items():
-            prob = (
-                ""
-                if label == baseline
-                else "{:.2f} [{:.2f}, {:.2f}]".format(*probability_of_improvement(matrices[label], matrices[baseline]))
-            )
-            lines.append(f"| {label} | {value:.3f} [{low:.3f}, {high:.3f}] | {prob} |")
+        for label, (value, low, high, prob) in rows.items():
+            cell = "" if prob is None else "{:.2f} [{:.2f}, {:.2f}]".format(*prob)
+            lines.append(f"| {label} | {value:.3f} [{low:.3f}, {high:.3f}] | {cell} |")
     return "\n".join(lines) + "\n"
 
 

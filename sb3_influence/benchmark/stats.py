@@ -4,12 +4,12 @@ probability of improvement and interquartile mean with stratified-bootstrap inte
 Used by the panel and by ``summarize``.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PairedDifference", "iqm", "paired_difference", "probability_of_improvement"]
+__all__ = ["PairedDifference", "across_tasks", "iqm", "paired_difference", "probability_of_improvement"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,37 @@ def iqm(scores: dict[str, np.ndarray], reps: int = 2000) -> dict[str, tuple[floa
 
     point, interval = rly.get_interval_estimates(scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
     return {name: (float(point[name][0]), float(interval[name][0, 0]), float(interval[name][1, 0])) for name in scores}
+
+
+def across_tasks(
+    normalised: Mapping[str, Mapping[str, Mapping[int, float]]], baseline: str
+) -> tuple[list[str], int, dict[str, tuple[float, float, float, tuple[float, float, float] | None]]] | None:
+    """
+    The aggregate over tasks: rliable's IQM of each variant's normalised scores and P(variant > baseline), for the
+    variants run on every task of the baseline, with the seeds they all share (at least 2).
+
+    :param normalised: ``{variant: {task: {seed: normalised score}}}``.
+    :param baseline: The baseline variant.
+    :return: ``(tasks, n_seeds, {variant: (iqm, low, high, P or None for the baseline)})``, or ``None`` when there is
+        nothing to aggregate (fewer than 2 tasks, or no variant besides the baseline).
+    """
+    tasks = sorted(normalised.get(baseline, {}))
+    matrices: dict[str, np.ndarray] = {}
+    for label, by_task in normalised.items():
+        if sorted(by_task) != tasks or len(tasks) < 2:
+            continue
+        seeds = sorted(set.intersection(*(set(by_task[t]) & set(normalised[baseline][t]) for t in tasks)))
+        if len(seeds) >= 2:
+            matrices[label] = np.array([[by_task[t][s] for t in tasks] for s in seeds])
+    if baseline not in matrices or len(matrices) < 2:
+        return None
+    n_seeds = min(m.shape[0] for m in matrices.values())
+    matrices = {label: m[:n_seeds] for label, m in matrices.items()}
+    rows = {
+        label: (
+            *estimate,
+            None if label == baseline else probability_of_improvement(matrices[label], matrices[baseline]),
+        )
+        for label, estimate in iqm(matrices).items()
+    }
+    return tasks, n_seeds, rows  # type: ignore[return-value]
