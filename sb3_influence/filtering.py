@@ -7,8 +7,10 @@ from typing import Literal, get_args
 import numpy as np
 from scipy.stats import norm
 
-FilterMode = Literal["adaptive", "negative", "all", "random"]
+FilterMode = Literal["adaptive", "reliability", "negative", "all", "random"]
 FILTER_MODES: tuple[str, ...] = get_args(FilterMode)
+#: The modes that rank by cross-fitted scores (:class:`~sb3_influence.scoring.CrossFitScores`).
+CROSSFIT_MODES: tuple[str, ...] = ("adaptive", "reliability")
 
 
 def check_filter_args(filter_fraction: float, filter_mode: str) -> None:
@@ -16,7 +18,7 @@ def check_filter_args(filter_fraction: float, filter_mode: str) -> None:
     Raise a ``ValueError`` for a filter fraction outside [0, 1] or an unknown filter mode.
 
     :param filter_fraction: Fraction ``p`` of records to drop (see :func:`filter_mask`).
-    :param filter_mode: One of ``"adaptive"``, ``"negative"``, ``"all"``, ``"random"``.
+    :param filter_mode: One of ``"adaptive"``, ``"reliability"``, ``"negative"``, ``"all"``, ``"random"``.
     """
     if isinstance(filter_fraction, bool) or not isinstance(filter_fraction, (int, float, np.floating, np.integer)):
         raise ValueError(f"filter_fraction must be a number in [0, 1], got {filter_fraction!r}")
@@ -65,8 +67,11 @@ def filter_mask(
     :return: Boolean array of the same shape as ``scores``, ``True`` for the records to keep.
     """
     check_filter_args(filter_fraction, filter_mode)
-    if filter_mode == "adaptive":
-        raise ValueError("filter_mask applies the fixed-p modes; the adaptive rule is adaptive_filter_mask")
+    if filter_mode in CROSSFIT_MODES:
+        raise ValueError(
+            f"filter_mask applies the fixed-p modes; filter_mode={filter_mode!r} is adaptive_filter_mask "
+            "or reliability_filter_mask"
+        )
     scores = np.asarray(scores)
     flat = scores.reshape(-1)
     keep = np.ones(flat.shape, dtype=bool)
@@ -130,6 +135,47 @@ def adaptive_filter_mask(
     n_candidates = int(np.count_nonzero(flat < min(threshold, 0.0) if noise_std > 0 else flat < 0))
     n_cap = n_to_drop(filter_fraction, int(np.count_nonzero(flat < 0)))
     n_drop = min(n_candidates, n_cap, max(flat.size - max(min_keep, 0), 0))
+    if n_drop > 0:
+        keep[np.argsort(flat, kind="stable")[:n_drop]] = False
+    return keep.reshape(scores.shape)
+
+
+def reliability_filter_mask(
+    scores: np.ndarray,
+    reliability: float,
+    filter_fraction: float = 0.5,
+    min_reliability: float = 0.0,
+    min_keep: int = 1,
+) -> np.ndarray:
+    """
+    The reliability-scaled rule: the paper's rule on cross-fitted scores, with ``p`` scaled by how far the
+    ranking can be trusted.
+
+    With cross-fitted scores ``c_i`` (:class:`~sb3_influence.scoring.CrossFitScores`), ``N_neg`` of them below
+    zero, and their split reliability ``rho`` (the share of the scores' variance that the folds agree on), the
+    ``floor(p * clip(rho, 0, 1) * N_neg)`` lowest-scored records are dropped. A ranking that is pure noise
+    (``rho <= 0``) drops nothing; a fully reliable one drops as the paper's rule with fraction ``p``. Nothing
+    is dropped when ``rho`` is below ``min_reliability`` or NaN, and at least ``min_keep`` records are kept.
+    Ties are broken by position; no random numbers are used.
+
+    :param scores: Cross-fitted scores, any shape, all finite.
+    :param reliability: The folds' agreement (:attr:`CrossFitScores.reliability`).
+    :param filter_fraction: The fraction ``p`` in [0, 1] of the negatively scored records dropped at
+        reliability 1.
+    :param min_reliability: The least reliability at which anything is dropped.
+    :param min_keep: The least number of records to keep.
+    :return: Boolean array of the same shape as ``scores``, ``True`` for the records to keep.
+    """
+    check_filter_args(filter_fraction, "reliability")
+    scores = np.asarray(scores, dtype=np.float64)
+    flat = scores.reshape(-1)
+    if not np.all(np.isfinite(flat)):
+        raise ValueError("reliability_filter_mask needs finite scores (leave non-finite records out first)")
+    keep = np.ones(flat.shape, dtype=bool)
+    if not reliability >= min_reliability or not reliability > 0.0:  # NaN compares False
+        return keep.reshape(scores.shape)
+    n_drop = n_to_drop(filter_fraction * min(float(reliability), 1.0), int(np.count_nonzero(flat < 0)))
+    n_drop = min(n_drop, max(flat.size - max(min_keep, 0), 0))
     if n_drop > 0:
         keep[np.argsort(flat, kind="stable")[:n_drop]] = False
     return keep.reshape(scores.shape)

@@ -8,7 +8,7 @@ records. One iteration, end to end (``train``)::
 
     records = RolloutRecords.from_buffer(rollout_buffer)         # the buffer as collected, at theta_k
     scores  = cross-fitted or plain TracIn scores of every record  # scoring.py (one gradient, JVPs)
-    keep    = adaptive_filter_mask(...) or filter_mask(...)        # filtering.py (the rule)
+    keep    = adaptive_, reliability_ or filter_mask(...)          # filtering.py (the rule)
     keep    = round_to_minibatches(keep, ...)                      # no update on a few records
     rollout_buffer.set_keep_mask(keep)                             # buffers.py
     Parent.train(self)                                             # the parent's update, on the kept records
@@ -27,13 +27,25 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from sb3_influence.buffers import FILTERED_BUFFERS, is_filtering_buffer
-from sb3_influence.filtering import adaptive_filter_mask, check_filter_args, filter_mask, round_to_minibatches
+from sb3_influence.filtering import (
+    CROSSFIT_MODES,
+    adaptive_filter_mask,
+    check_filter_args,
+    filter_mask,
+    reliability_filter_mask,
+    round_to_minibatches,
+)
 from sb3_influence.objectives import InfluenceObjective, ReturnObjective
 from sb3_influence.records import RolloutRecords
 from sb3_influence.scoring import PRECONDITIONERS, model_crossfit_scores, model_influence_scores
 
 #: ``filter_fraction`` when none is given, per ``filter_mode``: the adaptive rule is capped by its test only.
-DEFAULT_FILTER_FRACTIONS: dict[str, float] = {"adaptive": 1.0, "negative": 0.125, "all": 0.125, "random": 0.125}
+DEFAULT_FILTER_FRACTIONS: dict[str, float] = {
+    "adaptive": 1.0,
+    "reliability": 0.5,
+    "negative": 0.125, "all": 0.125,
+    "random": 0.125,
+}
 
 
 @dataclass(frozen=True)
@@ -237,9 +249,9 @@ class InfluenceFilterMixin:
         folds = self.influence_folds
         if isinstance(folds, bool) or not isinstance(folds, int) or folds < 3:
             raise ValueError(f"influence_folds must be an integer >= 3, got {folds!r}")
-        if self.filter_mode == "adaptive" and objective is not None and not isinstance(objective, ReturnObjective):
+        if self.filter_mode in CROSSFIT_MODES and objective is not None and not isinstance(objective, ReturnObjective):
             raise ValueError(
-                f"filter_mode='adaptive' cross-fits the return objective; got influence_objective={objective!r} "
+                f"filter_mode={self.filter_mode!r} cross-fits the return objective; got influence_objective={objective!r} "
                 "(use a fixed-p filter_mode with another objective)"
             )
         if self.influence_preconditioner not in PRECONDITIONERS:
@@ -323,9 +335,9 @@ class InfluenceFilterMixin:
     def _score_rollout(self, records: RolloutRecords) -> tuple[np.ndarray, np.ndarray, float, float]:
         """
         The scores of the IIF step: ``(scores, rank_by, reliability, noise_std)``. ``scores`` are the TracIn scores
-        that are reported; the rule ranks by ``rank_by`` (the cross-fitted scores in ``"adaptive"`` mode).
+        that are reported; the rule ranks by ``rank_by`` (the cross-fitted scores in ``"adaptive"`` and ``"reliability"`` modes).
         """
-        if self.filter_mode == "adaptive" and self._can_cross_fit():
+        if self.filter_mode in CROSSFIT_MODES and self._can_cross_fit():
             crossfit = model_crossfit_scores(self, records, self.influence_folds)
             return crossfit.total, crossfit.scores, crossfit.reliability, crossfit.noise_std
         scores = model_influence_scores(self, records, self.influence_objective)
@@ -333,10 +345,10 @@ class InfluenceFilterMixin:
 
     def _filter_rollout(self) -> InfluenceReport:
         """Score the full buffer at ``theta_k`` and set the buffer's keep mask (the IIF step)."""
-        reason = self._adaptive_abstention() if self.filter_mode == "adaptive" and self.fraction > 0 else None
+        reason = self._adaptive_abstention() if self.filter_mode in CROSSFIT_MODES and self.fraction > 0 else None
         if reason is not None and not self._abstention_warned:
             warnings.warn(
-                f"filter_mode='adaptive' drops nothing here: {reason}. Training is then {self._parent_name()}'s; "
+                f"filter_mode={self.filter_mode!r} drops nothing here: {reason}. Training is then {self._parent_name()}'s; "
                 "use a fixed-p filter_mode (e.g. filter_mode='negative', filter_fraction=0.125) to filter anyway.",
                 UserWarning,
                 stacklevel=2,
@@ -370,6 +382,14 @@ class InfluenceFilterMixin:
                     self.filter_min_reliability,
                     min_keep,
                 )
+            elif self.filter_mode == "reliability":
+                keep[usable] = reliability_filter_mask(
+                    candidates,
+                    float("nan") if reason is not None else reliability,  # NaN: the rule drops nothing
+                    self.fraction,
+                    self.filter_min_reliability,
+                    min_keep,
+                )
             else:
                 keep[usable] = filter_mask(candidates, self.fraction, self.filter_mode, min_keep, self._filter_rng)
             if self.filter_whole_minibatches and batch is not None and self._rounds_to_minibatches():
@@ -392,7 +412,7 @@ class InfluenceFilterMixin:
         self.logger.record("influence/kept_fraction", report.n_kept / rank_by.size)
         self.logger.record("influence/scoring_time", report.seconds)
         self.logger.record("influence/nonfinite_records", n_nonfinite)
-        if self.filter_mode == "adaptive":
+        if self.filter_mode in CROSSFIT_MODES:
             self.logger.record("influence/reliability", reliability)
             self.logger.record("influence/noise_std", noise_std)
         return report
