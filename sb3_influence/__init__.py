@@ -4,7 +4,7 @@ from sb3_influence.buffers import FilteredDictRolloutBuffer, FilteredRolloutBuff
 from sb3_influence.callbacks import BehaviorTimelineCallback, InfluenceDiagnosticsCallback
 from sb3_influence.envs import register_envs
 from sb3_influence.explain import ExplainedRecord, Explanation, explain_action
-from sb3_influence.filtering import adaptive_filter_mask, filter_mask, round_to_minibatches
+from sb3_influence.filtering import adaptive_filter_mask, filter_mask, reliability_filter_mask, round_to_minibatches
 from sb3_influence.iif import InfluenceFilterMixin, InfluenceReport, SupportsInfluence
 from sb3_influence.influence_a2c import InfluenceA2C
 from sb3_influence.influence_maskable_ppo import InfluenceMaskablePPO
@@ -53,5 +53,6 @@ __all__ = [
     "influence_scores",
     "model_crossfit_scores",
     "model_influence_scores",
+    "reliability_filter_mask",
     "round_to_minibatches",
 ]

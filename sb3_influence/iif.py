@@ -43,7 +43,8 @@ from sb3_influence.scoring import PRECONDITIONERS, model_crossfit_scores, model_
 DEFAULT_FILTER_FRACTIONS: dict[str, float] = {
     "adaptive": 1.0,
     "reliability": 0.5,
-    "negative": 0.125, "all": 0.125,
+    "negative": 0.125,
+    "all": 0.125,
     "random": 0.125,
 }
 
@@ -335,7 +336,7 @@ class InfluenceFilterMixin:
     def _score_rollout(self, records: RolloutRecords) -> tuple[np.ndarray, np.ndarray, float, float]:
         """
         The scores of the IIF step: ``(scores, rank_by, reliability, noise_std)``. ``scores`` are the TracIn scores
-        that are reported; the rule ranks by ``rank_by`` (the cross-fitted scores in ``"adaptive"`` and ``"reliability"`` modes).
+        that are reported; the rule ranks by ``rank_by`` (the cross-fitted scores in the cross-fitted modes).
         """
         if self.filter_mode in CROSSFIT_MODES and self._can_cross_fit():
             crossfit = model_crossfit_scores(self, records, self.influence_folds)

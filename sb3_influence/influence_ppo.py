@@ -58,19 +58,24 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
     :param device: Device (cpu, cuda, ...) on which the code should be run
     :param filter_fraction: The fraction ``p`` in [0, 1]: in ``"adaptive"`` mode the most that may be dropped, as a
         fraction of the negatively scored records (default 1: the significance test alone decides); in
-        ``"negative"`` mode the fraction of the negatively scored records to drop (default 0.125); in ``"all"`` and
-        ``"random"`` modes the fraction of all records. 0 disables filtering (scores are still computed and reported).
+        ``"reliability"`` mode the fraction of the negatively scored records dropped when the ranking is fully
+        reliable (default 0.5); in ``"negative"`` mode the fraction of the negatively scored records to drop (default
+        0.125); in ``"all"`` and ``"random"`` modes the fraction of all records. 0 disables filtering (scores are still
+        computed and reported).
     :param filter_mode: ``"adaptive"`` (default: drop only the records whose cross-fitted score is significantly
-        negative, see :func:`~sb3_influence.filtering.adaptive_filter_mask`), ``"negative"`` (the paper's rule: drop
+        negative, see :func:`~sb3_influence.filtering.adaptive_filter_mask`), ``"reliability"`` (drop the
+        ``floor(p * rho * N_neg)`` lowest cross-fitted scores, ``rho`` the ranking's split reliability, see
+        :func:`~sb3_influence.filtering.reliability_filter_mask`), ``"negative"`` (the paper's rule: drop
         the ``floor(p * N_neg)`` lowest-scored records), ``"all"`` (drop the ``floor(p * N)`` lowest-scored) or
         ``"random"`` (drop ``floor(p * N)`` at random: the ablation control; uses its own RNG seeded from ``seed``,
         never the global one).
     :param filter_confidence: ``"adaptive"`` mode: the one-sided confidence that a dropped record's cross-fitted
         score is below zero.
-    :param filter_min_reliability: ``"adaptive"`` mode: nothing is dropped in an iteration whose cross-fitted scores
-        have a split reliability below this. The adaptive rule drops nothing (a warning says so) with continuous
-        (``Box``) actions, where filtering cost PPO return on the no-harm panel.
-    :param influence_folds: ``"adaptive"`` mode: number of contiguous folds of the buffer for cross-fitting (at least 3).
+    :param filter_min_reliability: ``"adaptive"`` and ``"reliability"`` modes: nothing is dropped in an iteration
+        whose cross-fitted scores have a split reliability below this. Both cross-fitted rules drop nothing (a warning
+        says so) with continuous (``Box``) actions, where filtering cost PPO return on the no-harm panel.
+    :param influence_folds: ``"adaptive"`` and ``"reliability"`` modes: number of contiguous folds of the buffer for
+        cross-fitting (at least 3).
     :param filter_whole_minibatches: Round the number of kept records to whole minibatches
         (:func:`~sb3_influence.filtering.round_to_minibatches`), so that no epoch ends on a step over a few records.
     :param influence_objective: What influence is measured against; default :class:`~sb3_influence.ReturnObjective`.

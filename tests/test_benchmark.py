@@ -57,9 +57,11 @@ def test_pairing_gives_equal_initial_parameters() -> None:
 def test_tiny_end_to_end_run(tmp_path: Path) -> None:
     out = tmp_path / "CartPole-v1"
     argv = ["--env", "CartPole-v1", "--seeds", "0", "--out", str(out), "--no-progress", *TINY]
-    paths = run_main([*argv, "--algos", "ppo", "influence_ppo", "influence_ppo:filter_mode=random"])
+    variants = ["ppo", "influence_ppo", "influence_ppo:filter_mode=random", "influence_ppo:filter_mode=reliability"]
+    paths = run_main([*argv, "--algos", *variants])
     assert sorted(p.name for p in paths) == [
         "influence_ppo__filter_mode=random_seed0.csv",
+        "influence_ppo__filter_mode=reliability_seed0.csv",
         "influence_ppo_seed0.csv",
         "ppo_seed0.csv",
     ]
@@ -79,11 +81,14 @@ def test_tiny_end_to_end_run(tmp_path: Path) -> None:
     assert np.all((iif.columns["kept_fraction"] > 0) & (iif.columns["kept_fraction"] <= 1))
     ppo = read_run_csv(out / "ppo_seed0.csv")
     assert np.all(ppo.columns["score_s"] == 0) and np.all(ppo.columns["n_dropped"] == 0)
+    assert np.all(np.isnan(ppo.columns["reliability"])) and np.all(np.isnan(iif.columns["reliability"]))  # fixed p
+    crossfit = read_run_csv(out / "influence_ppo__filter_mode=reliability_seed0.csv")
+    assert np.isnan(crossfit.columns["reliability"][0]) and np.all(np.isfinite(crossfit.columns["reliability"][1:]))
     random_run = read_run_csv(out / "influence_ppo__filter_mode=random_seed0.csv")
     assert '"filter_mode": "random"' in random_run.metadata["hyperparameters"]
     # The summary pairs both variants with PPO, and the plots are written.
     summaries = summarize_env(out)
-    assert [s.variant for s in summaries] == ["influence_ppo", "influence_ppo:filter_mode=random"]
+    assert [s.variant for s in summaries] == ["influence_ppo", *variants[2:]]
     assert plot_env(out, tmp_path / "env.png").stat().st_size > 0
     assert plot_all([out, out], tmp_path / "all.png").stat().st_size > 0
     # Run again with one more seed: the existing CSVs are kept as they are, only the new seed runs.

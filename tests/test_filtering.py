@@ -7,7 +7,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 
 from sb3_influence import FilteredDictRolloutBuffer, FilteredRolloutBuffer, filter_mask
-from sb3_influence.filtering import adaptive_filter_mask, n_to_drop, round_to_minibatches
+from sb3_influence.filtering import adaptive_filter_mask, n_to_drop, reliability_filter_mask, round_to_minibatches
 
 
 def test_negative_mode_drops_floor_p_of_negatives():
@@ -107,6 +107,40 @@ def test_adaptive_bad_input():
         adaptive_filter_mask(np.zeros(3), 1.0, 0.5, confidence=1.0)
     with pytest.raises(ValueError, match="adaptive_filter_mask"):
         filter_mask(np.zeros(3), 0.5, "adaptive")
+
+
+def test_reliability_rule_scales_the_papers_fraction_by_the_reliability():
+    scores = np.array([-5.0, -4.0, -3.0, -2.0, -1.0, -0.5, -0.25, -0.1, 1.0, 2.0])  # N_neg = 8
+    # rho = 1: the paper's rule on these scores, floor(0.5 * 8) = 4 lowest dropped
+    np.testing.assert_array_equal(np.flatnonzero(~reliability_filter_mask(scores, 1.0, 0.5)), [0, 1, 2, 3])
+    np.testing.assert_array_equal(reliability_filter_mask(scores, 1.0, 0.5), filter_mask(scores, 0.5, "negative"))
+    # rho = 0.5: floor(0.5 * 0.5 * 8) = 2; rho above 1 counts as 1
+    np.testing.assert_array_equal(np.flatnonzero(~reliability_filter_mask(scores, 0.5, 0.5)), [0, 1])
+    assert (~reliability_filter_mask(scores, 1.7, 0.5)).sum() == 4
+    assert (~reliability_filter_mask(scores, 1.0, 1.0)).sum() == 8  # never a positive score
+    assert (~reliability_filter_mask(scores, 0.3, 0.5)).sum() == 1  # floor(1.2)
+    assert reliability_filter_mask(scores, 1.0, 1.0, min_keep=9).sum() == 9
+    assert reliability_filter_mask(scores.reshape(5, 2), 1.0).shape == (5, 2)
+    # ties are broken by position
+    np.testing.assert_array_equal(reliability_filter_mask(np.array([-1.0, -1.0, -1.0, 1.0]), 1.0, 0.5), [0, 1, 1, 1])
+
+
+def test_reliability_rule_drops_nothing_from_a_noise_ranking():
+    scores = np.array([-5.0, -4.0, 1.0, 2.0])
+    for reliability in (0.0, -0.3, float("nan")):
+        assert reliability_filter_mask(scores, reliability, 1.0).all()
+    assert reliability_filter_mask(scores, 0.4, 1.0, min_reliability=0.5).all()
+    assert reliability_filter_mask(scores, 1.0, 0.0).all()
+    assert reliability_filter_mask(np.array([1.0, 2.0]), 1.0, 1.0).all()  # no negative score
+
+
+def test_reliability_rule_bad_input():
+    with pytest.raises(ValueError, match="finite"):
+        reliability_filter_mask(np.array([np.nan, -1.0]), 0.5)
+    with pytest.raises(ValueError, match="filter_fraction"):
+        reliability_filter_mask(np.zeros(3), 0.5, 1.5)
+    with pytest.raises(ValueError, match="reliability_filter_mask"):
+        filter_mask(np.zeros(3), 0.5, "reliability")
 
 
 def test_round_to_minibatches_by_hand():

@@ -2,6 +2,7 @@
 
 import dataclasses
 import warnings
+from unittest import mock
 
 import gymnasium as gym
 import numpy as np
@@ -16,6 +17,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_influence import ActionObjective, InfluencePPO, ReturnObjective
+from sb3_influence.filtering import reliability_filter_mask
 from sb3_influence.influence_ppo import InfluenceReport
 
 KW = dict(n_steps=32, batch_size=16, n_epochs=2, seed=0, policy_kwargs=dict(net_arch=[16]))
@@ -270,6 +272,25 @@ def test_adaptive_mode_logs_its_decision():
     assert report.n_kept % 32 == 0
 
 
+def test_reliability_mode_drops_what_its_rule_says_on_the_cross_fitted_scores():
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=512, batch_size=64, n_epochs=1, seed=0, filter_mode="reliability")
+    assert model.fraction == 0.5
+    captured = {}
+
+    def capture(scores, reliability, *args):
+        captured.update(scores=np.array(scores), reliability=reliability, args=args)
+        return reliability_filter_mask(scores, reliability, *args)
+
+    with mock.patch("sb3_influence.iif.reliability_filter_mask", side_effect=capture):
+        model.learn(512)
+    report = model.last_influence
+    assert captured["reliability"] == report.reliability and np.isfinite(report.reliability)
+    assert captured["args"] == (0.5, 0.0, 64)
+    wanted = int((~reliability_filter_mask(captured["scores"], report.reliability, 0.5)).sum())
+    assert report.n_kept % 64 == 0 and abs(report.n_dropped - wanted) < 64  # the rule's count, in whole minibatches
+    assert model.logger.name_to_value["influence/reliability"] == report.reliability
+
+
 @pytest.mark.parametrize("use_sde", [False, True])
 def test_adaptive_rule_abstains_on_continuous_actions(use_sde):
     extra = dict(use_sde=use_sde, n_steps=96, batch_size=32, n_epochs=2, seed=0, policy_kwargs=dict(net_arch=[16]))
@@ -279,6 +300,10 @@ def test_adaptive_rule_abstains_on_continuous_actions(use_sde):
         models[1].learn(96 * 2 * 2)
     _assert_same_params(*models)  # nothing dropped: PPO bit for bit
     assert models[1].last_influence.n_dropped == 0 and np.isfinite(models[1].last_influence.reliability)
+    reliability = InfluencePPO("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), **extra, filter_mode="reliability")
+    with pytest.warns(UserWarning, match=r"'reliability' drops nothing here: continuous"):
+        reliability.learn(96 * 2 * 2)
+    _assert_same_params(models[0], reliability)
     fixed = InfluencePPO("MlpPolicy", "Pendulum-v1", **extra, filter_mode="negative", filter_fraction=1.0)
     fixed.learn(96)
     assert fixed.last_influence.n_dropped > 0  # the fixed-p modes still filter continuous actions
