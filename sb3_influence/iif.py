@@ -66,6 +66,8 @@ class InfluenceReport:
     :param reliability: The adaptive rule's split reliability of the cross-fitted scores (NaN in the fixed modes).
     :param noise_std: The adaptive rule's pooled standard error of the cross-fitted scores (NaN in the fixed modes).
     :param n_nonfinite: Number of records left out because their data or score was not finite.
+    :param gated: Whether a cross-fitted rule dropped nothing because the rollout carried no outcome to learn from:
+        every episode that ended in it had the same return (:meth:`InfluenceFilterMixin.no_outcome_variation`).
     """
 
     scores: np.ndarray
@@ -78,6 +80,7 @@ class InfluenceReport:
     reliability: float = float("nan")
     noise_std: float = float("nan")
     n_nonfinite: int = 0
+    gated: bool = False
 
     def __post_init__(self) -> None:
         for name in ("scores", "kept"):
@@ -285,9 +288,35 @@ class InfluenceFilterMixin:
             )
         self._filter_rng = np.random.default_rng(self.seed)
         self._abstention_warned = False
+        self._rollout_episode_returns: list[float] = []
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "last_influence", "_filter_rng", "_abstention_warned"]  # type: ignore[misc]
+        excluded = ["last_influence", "_filter_rng", "_abstention_warned", "_rollout_episode_returns"]
+        return [*super()._excluded_save_params(), *excluded]  # type: ignore[misc]
+
+    # ------------------------------------------------------------------------------------- the rollout's outcomes
+    def collect_rollouts(self, *args: Any, **kwargs: Any) -> bool:
+        """The parent's ``collect_rollouts``, noting the return of every episode that ends in this rollout."""
+        self._rollout_episode_returns = []
+        return super().collect_rollouts(*args, **kwargs)  # type: ignore[misc]
+
+    def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
+        super()._update_info_buffer(infos, dones)  # type: ignore[misc]
+        for info in infos:
+            episode = info.get("episode")  # set by SB3's Monitor wrapper when an episode ends
+            if isinstance(episode, dict) and "r" in episode:
+                self._rollout_episode_returns.append(float(episode["r"]))
+
+    def no_outcome_variation(self) -> bool:
+        """
+        Whether the last rollout carried no outcome to learn from: at least two episodes ended in it and every
+        episode that ended had the same return (Acrobot or a sparse-reward task before the first success). Its
+        advantages then only measure the value function's errors, and the cross-fitted rules drop nothing: before
+        this gate, filtering such buffers delayed Acrobot's first success (benchmarks/RESULTS.md). ``False`` when fewer
+        than two episodes ended or the env is not wrapped in SB3's ``Monitor`` (nothing is known).
+        """
+        returns = self._rollout_episode_returns
+        return len(returns) >= 2 and max(returns) == min(returns)
 
     # --------------------------------------------------------------------------------------------- the IIF step
     def compute_influence(self, objective: InfluenceObjective | None = None) -> np.ndarray:
@@ -358,6 +387,9 @@ class InfluenceFilterMixin:
         start = time.perf_counter()
         records = RolloutRecords.from_buffer(self.rollout_buffer)
         scores, rank_by, reliability, noise_std = self._score_rollout(records)
+        gated = self.filter_mode in CROSSFIT_MODES and reason is None and self.no_outcome_variation()
+        if gated:
+            reason = "no outcome variation"  # NaN reliability below: the rule drops nothing this iteration
         scored = time.perf_counter()
         usable = np.isfinite(rank_by) & records.finite.reshape(rank_by.shape)
         n_nonfinite = int(rank_by.size - np.count_nonzero(usable))
@@ -405,6 +437,7 @@ class InfluenceFilterMixin:
             reliability=reliability,
             noise_std=noise_std,
             n_nonfinite=n_nonfinite,
+            gated=gated,
         )
         if keep.any():
             self.rollout_buffer.set_keep_mask(None if keep.all() else keep)
@@ -416,6 +449,7 @@ class InfluenceFilterMixin:
         if self.filter_mode in CROSSFIT_MODES:
             self.logger.record("influence/reliability", reliability)
             self.logger.record("influence/noise_std", noise_std)
+            self.logger.record("influence/gated", int(gated))
         return report
 
     def train(self) -> None:

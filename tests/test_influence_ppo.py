@@ -14,7 +14,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import IdentityEnv, IdentityEnvBox, IdentityEnvMultiBinary, SimpleMultiObsEnv
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from sb3_influence import ActionObjective, InfluencePPO, ReturnObjective
 from sb3_influence.filtering import reliability_filter_mask
@@ -289,6 +289,48 @@ def test_reliability_mode_drops_what_its_rule_says_on_the_cross_fitted_scores():
     wanted = int((~reliability_filter_mask(captured["scores"], report.reliability, 0.5)).sum())
     assert report.n_kept % 64 == 0 and abs(report.n_dropped - wanted) < 64  # the rule's count, in whole minibatches
     assert model.logger.name_to_value["influence/reliability"] == report.reliability
+
+
+class _ConstantOutcomeEnv(gym.Env):
+    """Random observations, reward 1 at every step, episodes of 8 steps: every episode returns 8."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        return self.np_random.uniform(-1, 1, 3).astype(np.float32), {}
+
+    def step(self, action):
+        self._t += 1
+        return self.np_random.uniform(-1, 1, 3).astype(np.float32), 1.0, False, self._t >= 8, {}
+
+
+@pytest.mark.parametrize("filter_mode", ["adaptive", "reliability"])
+def test_cross_fitted_rules_drop_nothing_without_outcome_variation(filter_mode):
+    extra = dict(n_steps=64, batch_size=16, n_epochs=2, seed=0, policy_kwargs=dict(net_arch=[16]))
+    rule = dict(filter_mode=filter_mode, filter_fraction=1.0, filter_min_reliability=-1e9)
+    if filter_mode == "adaptive":
+        rule["filter_confidence"] = 0.5  # every negative cross-fitted score is a candidate
+    ppo = PPO("MlpPolicy", make_vec_env(_ConstantOutcomeEnv, n_envs=2, seed=0), **extra).learn(256)
+    iif = InfluencePPO("MlpPolicy", make_vec_env(_ConstantOutcomeEnv, n_envs=2, seed=0), **extra, **rule).learn(256)
+    report = iif.last_influence
+    assert iif.no_outcome_variation() and report.gated and report.n_dropped == 0
+    assert iif.logger.name_to_value["influence/gated"] == 1 and np.isfinite(report.reliability)
+    _assert_same_params(ppo, iif)  # nothing dropped in any iteration: PPO bit for bit
+    fixed = InfluencePPO(
+        "MlpPolicy", make_vec_env(_ConstantOutcomeEnv, n_envs=2, seed=0), **extra, filter_mode="negative", filter_fraction=1.0
+    )
+    fixed.learn(64)
+    assert not fixed.last_influence.gated and fixed.last_influence.n_dropped > 0  # the paper's rule is not gated
+    # episodes with different returns open the gate; so does an env without SB3's Monitor (nothing is known)
+    varied = InfluencePPO("MlpPolicy", "CartPole-v1", **dict(extra, n_steps=256), **rule).learn(256)
+    assert len(varied._rollout_episode_returns) >= 2 and not varied.no_outcome_variation() and not varied.last_influence.gated
+    unmonitored = InfluencePPO("MlpPolicy", DummyVecEnv([_ConstantOutcomeEnv]), **extra, **rule).learn(64)
+    assert unmonitored._rollout_episode_returns == [] and not unmonitored.last_influence.gated
+    iif._rollout_episode_returns = [8.0]
+    assert not iif.no_outcome_variation()  # one episode shows no variation, but says nothing about it
 
 
 @pytest.mark.parametrize("use_sde", [False, True])
