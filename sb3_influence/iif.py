@@ -152,7 +152,7 @@ class InfluenceFilterMixin:
     the parent's ``__init__``. The parent's ``train()`` then runs on the kept records of every rollout.
 
     The settings (documented in :class:`~sb3_influence.InfluencePPO`) are attributes: ``filter_fraction``,
-    ``filter_mode``, ``filter_confidence``, ``filter_min_reliability``, ``influence_folds``,
+    ``filter_mode``, ``filter_confidence``, ``filter_min_reliability``, ``filter_outcome_gate``, ``influence_folds``,
     ``filter_whole_minibatches``, ``influence_objective``, ``influence_chunk_size``, ``influence_preconditioner``.
     Scores use the parent's own loss settings (``ent_coef``, ``vf_coef``, ``normalize_advantage``).
 
@@ -174,6 +174,7 @@ class InfluenceFilterMixin:
     filter_mode: str
     filter_confidence: float
     filter_min_reliability: float
+    filter_outcome_gate: bool
     influence_folds: int
     filter_whole_minibatches: bool
     influence_objective: InfluenceObjective | None
@@ -187,6 +188,7 @@ class InfluenceFilterMixin:
         filter_mode: str,
         filter_confidence: float,
         filter_min_reliability: float,
+        filter_outcome_gate: bool,
         influence_folds: int,
         filter_whole_minibatches: bool,
         influence_objective: InfluenceObjective | None,
@@ -198,6 +200,7 @@ class InfluenceFilterMixin:
         self.filter_mode = filter_mode
         self.filter_confidence = filter_confidence
         self.filter_min_reliability = filter_min_reliability
+        self.filter_outcome_gate = filter_outcome_gate
         self.influence_folds = influence_folds
         self.filter_whole_minibatches = filter_whole_minibatches
         self.influence_objective = influence_objective
@@ -248,6 +251,8 @@ class InfluenceFilterMixin:
             raise ValueError(f"influence_chunk_size must be a positive integer, got {chunk_size!r}")
         if not 0.0 < float(self.filter_confidence) < 1.0:
             raise ValueError(f"filter_confidence must be in (0, 1), got {self.filter_confidence!r}")
+        if not isinstance(self.filter_outcome_gate, (bool, np.bool_)):
+            raise ValueError(f"filter_outcome_gate must be a bool, got {self.filter_outcome_gate!r}")
         if not isinstance(self.filter_min_reliability, (int, float)) or np.isnan(self.filter_min_reliability):
             raise ValueError(f"filter_min_reliability must be a number, got {self.filter_min_reliability!r}")
         folds = self.influence_folds
@@ -387,7 +392,8 @@ class InfluenceFilterMixin:
         start = time.perf_counter()
         records = RolloutRecords.from_buffer(self.rollout_buffer)
         scores, rank_by, reliability, noise_std = self._score_rollout(records)
-        gated = self.filter_mode in CROSSFIT_MODES and reason is None and self.no_outcome_variation()
+        gated = self.filter_mode in CROSSFIT_MODES and self.filter_outcome_gate and reason is None
+        gated = gated and self.no_outcome_variation()
         if gated:
             reason = "no outcome variation"  # NaN reliability below: the rule drops nothing this iteration
         scored = time.perf_counter()

@@ -74,6 +74,9 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
     :param filter_min_reliability: ``"adaptive"`` and ``"reliability"`` modes: nothing is dropped in an iteration
         whose cross-fitted scores have a split reliability below this. Both cross-fitted rules drop nothing (a warning
         says so) with continuous (``Box``) actions, where filtering cost PPO return on the no-harm panel.
+    :param filter_outcome_gate: ``"adaptive"`` and ``"reliability"`` modes: drop nothing from a rollout without
+        outcome variation, where at least two episodes ended and all with the same return
+        (:meth:`~sb3_influence.iif.InfluenceFilterMixin.no_outcome_variation`).
     :param influence_folds: ``"adaptive"`` and ``"reliability"`` modes: number of contiguous folds of the buffer for
         cross-fitting (at least 3).
     :param filter_whole_minibatches: Round the number of kept records to whole minibatches
@@ -123,6 +126,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         filter_mode: str = "adaptive",
         filter_confidence: float = 0.95,
         filter_min_reliability: float = 0.0,
+        filter_outcome_gate: bool = True,
         influence_folds: int = 3,
         filter_whole_minibatches: bool = True,
         influence_objective: InfluenceObjective | None = None,
@@ -135,6 +139,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
             filter_mode,
             filter_confidence,
             filter_min_reliability,
+            filter_outcome_gate,
             influence_folds,
             filter_whole_minibatches,
             influence_objective,

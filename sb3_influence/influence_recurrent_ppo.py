@@ -65,6 +65,7 @@ class InfluenceRecurrentPPO(InfluenceFilterMixin, RecurrentPPO):
     :param filter_mode: As in :class:`~sb3_influence.InfluencePPO` (default ``"adaptive"``).
     :param filter_confidence: As in :class:`~sb3_influence.InfluencePPO`.
     :param filter_min_reliability: As in :class:`~sb3_influence.InfluencePPO`.
+    :param filter_outcome_gate: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_folds: As in :class:`~sb3_influence.InfluencePPO` (folds are blocks of steps, at most ``n_steps``).
     :param filter_whole_minibatches: No effect (minibatches are masked sequences); kept for a common signature.
     :param influence_objective: As in :class:`~sb3_influence.InfluencePPO` (an
@@ -110,6 +111,7 @@ class InfluenceRecurrentPPO(InfluenceFilterMixin, RecurrentPPO):
         filter_mode: str = "adaptive",
         filter_confidence: float = 0.95,
         filter_min_reliability: float = 0.0,
+        filter_outcome_gate: bool = True,
         influence_folds: int = 3,
         filter_whole_minibatches: bool = True,
         influence_objective: InfluenceObjective | None = None,
@@ -122,6 +124,7 @@ class InfluenceRecurrentPPO(InfluenceFilterMixin, RecurrentPPO):
             filter_mode,
             filter_confidence,
             filter_min_reliability,
+            filter_outcome_gate,
             influence_folds,
             filter_whole_minibatches,
             influence_objective,

@@ -331,6 +331,12 @@ def test_cross_fitted_rules_drop_nothing_without_outcome_variation(filter_mode):
     assert unmonitored._rollout_episode_returns == [] and not unmonitored.last_influence.gated
     iif._rollout_episode_returns = [8.0]
     assert not iif.no_outcome_variation()  # one episode shows no variation, but says nothing about it
+    ungated = InfluencePPO(
+        "MlpPolicy", make_vec_env(_ConstantOutcomeEnv, n_envs=2, seed=0), **extra, **rule, filter_outcome_gate=False
+    ).learn(256)
+    assert not ungated.last_influence.gated and ungated.no_outcome_variation()
+    with pytest.raises(ValueError, match="filter_outcome_gate"):
+        InfluencePPO("MlpPolicy", "CartPole-v1", filter_outcome_gate="yes")
 
 
 @pytest.mark.parametrize("use_sde", [False, True])
