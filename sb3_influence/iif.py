@@ -66,8 +66,8 @@ class InfluenceReport:
     :param reliability: The adaptive rule's split reliability of the cross-fitted scores (NaN in the fixed modes).
     :param noise_std: The adaptive rule's pooled standard error of the cross-fitted scores (NaN in the fixed modes).
     :param n_nonfinite: Number of records left out because their data or score was not finite.
-    :param gated: Whether a cross-fitted rule dropped nothing because the rollout carried no outcome to learn from:
-        every episode that ended in it had the same return (:meth:`InfluenceFilterMixin.no_outcome_variation`).
+    :param gated: Whether a cross-fitted rule dropped nothing because training had seen no outcome to learn from:
+        every recent episode had the same return (:meth:`InfluenceFilterMixin.no_outcome_variation`).
     """
 
     scores: np.ndarray
@@ -293,34 +293,21 @@ class InfluenceFilterMixin:
             )
         self._filter_rng = np.random.default_rng(self.seed)
         self._abstention_warned = False
-        self._rollout_episode_returns: list[float] = []
 
     def _excluded_save_params(self) -> list[str]:
-        excluded = ["last_influence", "_filter_rng", "_abstention_warned", "_rollout_episode_returns"]
-        return [*super()._excluded_save_params(), *excluded]  # type: ignore[misc]
-
-    # ------------------------------------------------------------------------------------- the rollout's outcomes
-    def collect_rollouts(self, *args: Any, **kwargs: Any) -> bool:
-        """The parent's ``collect_rollouts``, noting the return of every episode that ends in this rollout."""
-        self._rollout_episode_returns = []
-        return super().collect_rollouts(*args, **kwargs)  # type: ignore[misc]
-
-    def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
-        super()._update_info_buffer(infos, dones)  # type: ignore[misc]
-        for info in infos:
-            episode = info.get("episode")  # set by SB3's Monitor wrapper when an episode ends
-            if isinstance(episode, dict) and "r" in episode:
-                self._rollout_episode_returns.append(float(episode["r"]))
+        return [*super()._excluded_save_params(), "last_influence", "_filter_rng", "_abstention_warned"]  # type: ignore[misc]
 
     def no_outcome_variation(self) -> bool:
         """
-        Whether the last rollout carried no outcome to learn from: at least two episodes ended in it and every
-        episode that ended had the same return (Acrobot or a sparse-reward task before the first success). Its
-        advantages then only measure the value function's errors, and the cross-fitted rules drop nothing: before
-        this gate, filtering such buffers delayed Acrobot's first success (benchmarks/RESULTS.md). ``False`` when fewer
-        than two episodes ended or the env is not wrapped in SB3's ``Monitor`` (nothing is known).
+        Whether training has seen no outcome to learn from yet: the recent episodes (SB3's ``ep_info_buffer``, the
+        last ``stats_window_size`` episodes, this rollout's included) are at least two and all had the same return
+        (Acrobot or a sparse-reward task before the first success). The rollout's advantages then only measure the
+        value function's errors, and the cross-fitted rules drop nothing: before this gate, filtering such buffers
+        delayed Acrobot's first success (benchmarks/RESULTS.md). Recent episodes, not only this rollout's: a rollout
+        shorter than an episode may end none. ``False`` when fewer than two episodes have ended or the env is not
+        wrapped in SB3's ``Monitor`` (nothing is known).
         """
-        returns = self._rollout_episode_returns
+        returns = [float(info["r"]) for info in (getattr(self, "ep_info_buffer", None) or ()) if "r" in info]
         return len(returns) >= 2 and max(returns) == min(returns)
 
     # --------------------------------------------------------------------------------------------- the IIF step

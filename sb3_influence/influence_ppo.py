@@ -74,8 +74,8 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
     :param filter_min_reliability: ``"adaptive"`` and ``"reliability"`` modes: nothing is dropped in an iteration
         whose cross-fitted scores have a split reliability below this. Both cross-fitted rules drop nothing (a warning
         says so) with continuous (``Box``) actions, where filtering cost PPO return on the no-harm panel.
-    :param filter_outcome_gate: ``"adaptive"`` and ``"reliability"`` modes: drop nothing from a rollout without
-        outcome variation, where at least two episodes ended and all with the same return
+    :param filter_outcome_gate: ``"adaptive"`` and ``"reliability"`` modes: drop nothing while the recent episodes
+        (at least two) all had the same return
         (:meth:`~sb3_influence.iif.InfluenceFilterMixin.no_outcome_variation`).
     :param influence_folds: ``"adaptive"`` and ``"reliability"`` modes: number of contiguous folds of the buffer for
         cross-fitting (at least 3).

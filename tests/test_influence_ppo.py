@@ -326,17 +326,39 @@ def test_cross_fitted_rules_drop_nothing_without_outcome_variation(filter_mode):
     assert not fixed.last_influence.gated and fixed.last_influence.n_dropped > 0  # the paper's rule is not gated
     # episodes with different returns open the gate; so does an env without SB3's Monitor (nothing is known)
     varied = InfluencePPO("MlpPolicy", "CartPole-v1", **dict(extra, n_steps=256), **rule).learn(256)
-    assert len(varied._rollout_episode_returns) >= 2 and not varied.no_outcome_variation() and not varied.last_influence.gated
+    assert len(varied.ep_info_buffer) >= 2 and not varied.no_outcome_variation() and not varied.last_influence.gated
     unmonitored = InfluencePPO("MlpPolicy", DummyVecEnv([_ConstantOutcomeEnv]), **extra, **rule).learn(64)
-    assert unmonitored._rollout_episode_returns == [] and not unmonitored.last_influence.gated
-    iif._rollout_episode_returns = [8.0]
+    assert len(unmonitored.ep_info_buffer) == 0 and not unmonitored.last_influence.gated
+    iif.ep_info_buffer.clear()
+    iif.ep_info_buffer.append({"r": 8.0, "l": 8, "t": 0.0})
     assert not iif.no_outcome_variation()  # one episode shows no variation, but says nothing about it
+    iif.ep_info_buffer.append({"r": 7.0, "l": 8, "t": 0.0})
+    assert not iif.no_outcome_variation()
+
     ungated = InfluencePPO(
         "MlpPolicy", make_vec_env(_ConstantOutcomeEnv, n_envs=2, seed=0), **extra, **rule, filter_outcome_gate=False
     ).learn(256)
     assert not ungated.last_influence.gated and ungated.no_outcome_variation()
     with pytest.raises(ValueError, match="filter_outcome_gate"):
         InfluencePPO("MlpPolicy", "CartPole-v1", filter_outcome_gate="yes")
+
+
+def test_outcome_gate_remembers_episodes_across_rollouts_shorter_than_an_episode():
+    # 4-step rollouts of 8-step episodes: the first rollout ends no episode, the second ends two, the third none
+    model = InfluencePPO(
+        "MlpPolicy",
+        make_vec_env(_ConstantOutcomeEnv, n_envs=2, seed=0),
+        n_steps=4,
+        batch_size=4,
+        n_epochs=1,
+        seed=0,
+        filter_mode="reliability",
+    )
+    gated = []
+    for _ in range(3):
+        model.learn(8, reset_num_timesteps=False)
+        gated.append(model.last_influence.gated)
+    assert gated == [False, True, True]
 
 
 @pytest.mark.parametrize("use_sde", [False, True])
