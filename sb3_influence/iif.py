@@ -24,7 +24,9 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.vec_env import VecMonitor, unwrap_vec_wrapper
 
 from sb3_influence.buffers import FILTERED_BUFFERS, is_filtering_buffer
 from sb3_influence.filtering import (
@@ -66,8 +68,8 @@ class InfluenceReport:
     :param reliability: The adaptive rule's split reliability of the cross-fitted scores (NaN in the fixed modes).
     :param noise_std: The adaptive rule's pooled standard error of the cross-fitted scores (NaN in the fixed modes).
     :param n_nonfinite: Number of records left out because their data or score was not finite.
-    :param gated: Whether a cross-fitted rule dropped nothing because training had seen no outcome to learn from:
-        every recent episode had the same return (:meth:`InfluenceFilterMixin.no_outcome_variation`).
+    :param gated: Whether a cross-fitted rule dropped nothing because training had seen no outcome variation yet:
+        fewer than two recent episodes, or all with the same return (:meth:`InfluenceFilterMixin.no_outcome_variation`).
     """
 
     scores: np.ndarray
@@ -293,22 +295,31 @@ class InfluenceFilterMixin:
             )
         self._filter_rng = np.random.default_rng(self.seed)
         self._abstention_warned = False
+        self._unobservable_warned = False
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "last_influence", "_filter_rng", "_abstention_warned"]  # type: ignore[misc]
+        excluded = ["last_influence", "_filter_rng", "_abstention_warned", "_unobservable_warned"]
+        return [*super()._excluded_save_params(), *excluded]  # type: ignore[misc]
 
     def no_outcome_variation(self) -> bool:
         """
-        Whether training has seen no outcome to learn from yet: the recent episodes (SB3's ``ep_info_buffer``, the
-        last ``stats_window_size`` episodes, this rollout's included) are at least two and all had the same return
-        (Acrobot or a sparse-reward task before the first success). The rollout's advantages then only measure the
-        value function's errors, and the cross-fitted rules drop nothing: before this gate, filtering such buffers
-        delayed Acrobot's first success (benchmarks/RESULTS.md). Recent episodes, not only this rollout's: a rollout
-        shorter than an episode may end none. ``False`` when fewer than two episodes have ended or the env is not
-        wrapped in SB3's ``Monitor`` (nothing is known).
+        Whether training has seen no outcome variation yet: fewer than two recent episodes (SB3's
+        ``ep_info_buffer``, the last ``stats_window_size`` episodes, this rollout's included), or all with the same
+        return (Acrobot or a sparse-reward task before the first success). The advantages then only measure the
+        value function's errors, and the cross-fitted rules drop nothing: filtering such buffers delayed Acrobot's
+        first success, and one drop in a first rollout that ended no episode sent a panel seed into a run that never
+        succeeded (benchmarks/RESULTS.md). Recent episodes, not only this rollout's: a rollout shorter than an
+        episode may end none.
         """
         returns = [float(info["r"]) for info in (getattr(self, "ep_info_buffer", None) or ()) if "r" in info]
-        return len(returns) >= 2 and max(returns) == min(returns)
+        return len(returns) < 2 or max(returns) == min(returns)
+
+    def _outcomes_observable(self) -> bool:
+        """Whether episode returns reach ``ep_info_buffer``: the training env is wrapped in ``Monitor`` or ``VecMonitor``."""
+        env = self.get_env()  # type: ignore[attr-defined]
+        if env is None:
+            return False
+        return unwrap_vec_wrapper(env, VecMonitor) is not None or any(env.env_is_wrapped(Monitor))
 
     # --------------------------------------------------------------------------------------------- the IIF step
     def compute_influence(self, objective: InfluenceObjective | None = None) -> np.ndarray:
@@ -380,6 +391,16 @@ class InfluenceFilterMixin:
         records = RolloutRecords.from_buffer(self.rollout_buffer)
         scores, rank_by, reliability, noise_std = self._score_rollout(records)
         gated = self.filter_mode in CROSSFIT_MODES and self.filter_outcome_gate and reason is None
+        if gated and not self._outcomes_observable():
+            if not self._unobservable_warned:
+                warnings.warn(
+                    "filter_outcome_gate cannot see episode returns (the env is not wrapped in Monitor or VecMonitor): "
+                    "the gate stays open",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                self._unobservable_warned = True
+            gated = False
         gated = gated and self.no_outcome_variation()
         if gated:
             reason = "no outcome variation"  # NaN reliability below: the rule drops nothing this iteration

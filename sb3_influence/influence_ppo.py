@@ -74,9 +74,9 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
     :param filter_min_reliability: ``"adaptive"`` and ``"reliability"`` modes: nothing is dropped in an iteration
         whose cross-fitted scores have a split reliability below this. Both cross-fitted rules drop nothing (a warning
         says so) with continuous (``Box``) actions, where filtering cost PPO return on the no-harm panel.
-    :param filter_outcome_gate: ``"adaptive"`` and ``"reliability"`` modes: drop nothing while the recent episodes
-        (at least two) all had the same return
-        (:meth:`~sb3_influence.iif.InfluenceFilterMixin.no_outcome_variation`).
+    :param filter_outcome_gate: ``"adaptive"`` and ``"reliability"`` modes: drop nothing until two recent episodes
+        have had different returns (:meth:`~sb3_influence.iif.InfluenceFilterMixin.no_outcome_variation`; needs a
+        ``Monitor``-wrapped env, else the gate stays open with a warning).
     :param influence_folds: ``"adaptive"`` and ``"reliability"`` modes: number of contiguous folds of the buffer for
         cross-fitting (at least 3).
     :param filter_whole_minibatches: Round the number of kept records to whole minibatches

@@ -14,7 +14,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import IdentityEnv, IdentityEnvBox, IdentityEnvMultiBinary, SimpleMultiObsEnv
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormalize
 
 from sb3_influence import ActionObjective, InfluencePPO, ReturnObjective
 from sb3_influence.filtering import reliability_filter_mask
@@ -324,17 +324,22 @@ def test_cross_fitted_rules_drop_nothing_without_outcome_variation(filter_mode):
     )
     fixed.learn(64)
     assert not fixed.last_influence.gated and fixed.last_influence.n_dropped > 0  # the paper's rule is not gated
-    # episodes with different returns open the gate; so does an env without SB3's Monitor (nothing is known)
+    # episodes with different returns open the gate
     varied = InfluencePPO("MlpPolicy", "CartPole-v1", **dict(extra, n_steps=256), **rule).learn(256)
     assert len(varied.ep_info_buffer) >= 2 and not varied.no_outcome_variation() and not varied.last_influence.gated
-    unmonitored = InfluencePPO("MlpPolicy", DummyVecEnv([_ConstantOutcomeEnv]), **extra, **rule).learn(64)
-    assert len(unmonitored.ep_info_buffer) == 0 and not unmonitored.last_influence.gated
     iif.ep_info_buffer.clear()
+    assert iif.no_outcome_variation()  # no episode yet: nothing to learn from is known
     iif.ep_info_buffer.append({"r": 8.0, "l": 8, "t": 0.0})
-    assert not iif.no_outcome_variation()  # one episode shows no variation, but says nothing about it
+    assert iif.no_outcome_variation()  # one episode cannot vary
     iif.ep_info_buffer.append({"r": 7.0, "l": 8, "t": 0.0})
     assert not iif.no_outcome_variation()
-
+    # without Monitor the returns are not seen: the gate stays open, with one warning
+    unmonitored = InfluencePPO("MlpPolicy", DummyVecEnv([_ConstantOutcomeEnv]), **extra, **rule)
+    with pytest.warns(UserWarning, match="cannot see episode returns"):
+        unmonitored.learn(128)
+    assert len(unmonitored.ep_info_buffer) == 0 and not unmonitored.last_influence.gated
+    monitored = InfluencePPO("MlpPolicy", VecMonitor(DummyVecEnv([_ConstantOutcomeEnv])), **extra, **rule).learn(64)
+    assert len(monitored.ep_info_buffer) > 0 and monitored.last_influence.gated
     ungated = InfluencePPO(
         "MlpPolicy", make_vec_env(_ConstantOutcomeEnv, n_envs=2, seed=0), **extra, **rule, filter_outcome_gate=False
     ).learn(256)
@@ -344,7 +349,8 @@ def test_cross_fitted_rules_drop_nothing_without_outcome_variation(filter_mode):
 
 
 def test_outcome_gate_remembers_episodes_across_rollouts_shorter_than_an_episode():
-    # 4-step rollouts of 8-step episodes: the first rollout ends no episode, the second ends two, the third none
+    # 4-step rollouts of 8-step episodes: the first rollout ends no episode (nothing known: closed), the second
+    # ends two with the same return, the third none (the two are remembered)
     model = InfluencePPO(
         "MlpPolicy",
         make_vec_env(_ConstantOutcomeEnv, n_envs=2, seed=0),
@@ -358,7 +364,8 @@ def test_outcome_gate_remembers_episodes_across_rollouts_shorter_than_an_episode
     for _ in range(3):
         model.learn(8, reset_num_timesteps=False)
         gated.append(model.last_influence.gated)
-    assert gated == [False, True, True]
+    assert gated == [True, True, True]
+    assert len(model.ep_info_buffer) == 2
 
 
 @pytest.mark.parametrize("use_sde", [False, True])
