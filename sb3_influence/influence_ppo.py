@@ -62,13 +62,14 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         reliable (default 0.5); in ``"negative"`` mode the fraction of the negatively scored records to drop (default
         0.125); in ``"all"`` and ``"random"`` modes the fraction of all records. 0 disables filtering (scores are still
         computed and reported).
-    :param filter_mode: ``"adaptive"`` (default: drop only the records whose cross-fitted score is significantly
-        negative, see :func:`~sb3_influence.filtering.adaptive_filter_mask`), ``"reliability"`` (drop the
-        ``floor(p * rho * N_neg)`` lowest cross-fitted scores, ``rho`` the ranking's split reliability, see
-        :func:`~sb3_influence.filtering.reliability_filter_mask`), ``"negative"`` (the paper's rule: drop
-        the ``floor(p * N_neg)`` lowest-scored records), ``"all"`` (drop the ``floor(p * N)`` lowest-scored) or
+    :param filter_mode: ``"reliability"`` (default: drop the ``floor(p * rho * N_neg)`` lowest cross-fitted scores,
+        ``rho`` the ranking's split reliability, see :func:`~sb3_influence.filtering.reliability_filter_mask`),
+        ``"adaptive"`` (drop only the records whose cross-fitted score is significantly negative, see
+        :func:`~sb3_influence.filtering.adaptive_filter_mask`), ``"negative"`` (the paper's rule: drop the
+        ``floor(p * N_neg)`` lowest-scored records), ``"all"`` (drop the ``floor(p * N)`` lowest-scored) or
         ``"random"`` (drop ``floor(p * N)`` at random: the ablation control; uses its own RNG seeded from ``seed``,
-        never the global one).
+        never the global one). :class:`~sb3_influence.InfluenceA2C`, :class:`~sb3_influence.InfluenceMaskablePPO`
+        and :class:`~sb3_influence.InfluenceRecurrentPPO` default to ``"adaptive"``, the rule their panels measured.
     :param filter_confidence: ``"adaptive"`` mode: the one-sided confidence that a dropped record's cross-fitted
         score is below zero.
     :param filter_min_reliability: ``"adaptive"`` and ``"reliability"`` modes: nothing is dropped in an iteration
@@ -123,7 +124,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         seed: int | None = None,
         device: th.device | str = "auto",
         filter_fraction: float | None = None,
-        filter_mode: str = "adaptive",
+        filter_mode: str = "reliability",
         filter_confidence: float = 0.95,
         filter_min_reliability: float = 0.0,
         filter_outcome_gate: bool = True,

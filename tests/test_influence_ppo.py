@@ -259,8 +259,10 @@ def test_nan_reward_records_are_left_out_and_training_goes_on(mode):
 
 
 def test_adaptive_mode_logs_its_decision():
-    model = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=128, batch_size=32, n_epochs=1, seed=0)
-    assert model.filter_mode == "adaptive" and model.fraction == 1.0
+    assert InfluencePPO("MlpPolicy", "CartPole-v1").filter_mode == "reliability"  # the default, p = 0.5
+    assert InfluencePPO("MlpPolicy", "CartPole-v1").fraction == 0.5
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=128, batch_size=32, n_epochs=1, seed=0, filter_mode="adaptive")
+    assert model.fraction == 1.0
     model.learn(128)
     logged = model.logger.name_to_value  # recorded in train(), dumped at the next iteration
     report = model.last_influence
