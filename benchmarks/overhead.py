@@ -4,7 +4,7 @@ for every IIF algorithm (InfluencePPO, InfluenceA2C, InfluenceMaskablePPO, Influ
 
 For each case one rollout is collected, then, interleaved ``--repeats`` times:
 - scoring: ``model.compute_influence()`` (objective gradient + forward-mode JVP over the whole buffer);
-- cross-fitted scoring, what the default ``filter_mode="adaptive"`` computes: ``model_crossfit_scores(model)``
+- cross-fitted scoring, what the default rules (``"reliability"``, ``"adaptive"``) compute: ``model_crossfit_scores(model)``
   (one objective gradient per fold, one JVP per fold over the whole buffer);
 - one epoch: the parent's own ``train()`` (``PPO.train``, ``MaskablePPO.train``, ``RecurrentPPO.train``) with
   ``n_epochs=1`` on the full buffer, or A2C's single update (parameters and optimizer state are restored after each

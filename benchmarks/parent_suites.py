@@ -5,7 +5,8 @@ Runs selected test files of Stable-Baselines3's and sb3-contrib's test suites un
 ``InfluenceA2C``, ``InfluenceMaskablePPO`` and ``InfluenceRecurrentPPO`` substituted for ``PPO``, ``A2C``,
 ``MaskablePPO`` and ``RecurrentPPO``, in two modes:
 
-- ``default``: the IIF classes as they are (``filter_mode="adaptive"``: records are filtered before every update);
+- ``default``: the IIF classes as they are (when ``parent_suites.md`` was measured, every class defaulted to
+  ``filter_mode="adaptive"``; InfluencePPO now defaults to ``"reliability"``);
 - ``off``: thin subclasses whose ``filter_fraction`` defaults to 0 (scores are computed, nothing is dropped);
 - ``drop`` (optional): thin subclasses with a fixed rule that drops records in most updates (a stress test of the
   filtered-buffer path);
