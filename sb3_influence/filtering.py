@@ -124,20 +124,14 @@ def adaptive_filter_mask(
     check_filter_args(filter_fraction, "adaptive")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = _finite_scores(scores, "adaptive_filter_mask")
     flat = scores.reshape(-1)
-    if not np.all(np.isfinite(flat)):
-        raise ValueError("adaptive_filter_mask needs finite scores (leave non-finite records out first)")
-    keep = np.ones(flat.shape, dtype=bool)
     if not reliability >= min_reliability or not noise_std >= 0.0:  # NaN compares False
-        return keep.reshape(scores.shape)
+        return np.ones(scores.shape, dtype=bool)
     threshold = -float(norm.ppf(confidence)) * noise_std
     n_candidates = int(np.count_nonzero(flat < min(threshold, 0.0) if noise_std > 0 else flat < 0))
     n_cap = n_to_drop(filter_fraction, int(np.count_nonzero(flat < 0)))
-    n_drop = min(n_candidates, n_cap, max(flat.size - max(min_keep, 0), 0))
-    if n_drop > 0:
-        keep[np.argsort(flat, kind="stable")[:n_drop]] = False
-    return keep.reshape(scores.shape)
+    return _drop_lowest(scores, min(n_candidates, n_cap), min_keep)
 
 
 def reliability_filter_mask(
@@ -167,14 +161,25 @@ def reliability_filter_mask(
     :return: Boolean array of the same shape as ``scores``, ``True`` for the records to keep.
     """
     check_filter_args(filter_fraction, "reliability")
-    scores = np.asarray(scores, dtype=np.float64)
-    flat = scores.reshape(-1)
-    if not np.all(np.isfinite(flat)):
-        raise ValueError("reliability_filter_mask needs finite scores (leave non-finite records out first)")
-    keep = np.ones(flat.shape, dtype=bool)
+    scores = _finite_scores(scores, "reliability_filter_mask")
     if not reliability >= min_reliability or not reliability > 0.0:  # NaN compares False
-        return keep.reshape(scores.shape)
-    n_drop = n_to_drop(filter_fraction * min(float(reliability), 1.0), int(np.count_nonzero(flat < 0)))
+        return np.ones(scores.shape, dtype=bool)
+    n_negative = int(np.count_nonzero(scores < 0))
+    return _drop_lowest(scores, n_to_drop(filter_fraction * min(float(reliability), 1.0), n_negative), min_keep)
+
+
+def _finite_scores(scores: np.ndarray, rule: str) -> np.ndarray:
+    """``scores`` as float64, or a ``ValueError`` naming ``rule`` if any is not finite."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"{rule} needs finite scores (leave non-finite records out first)")
+    return scores
+
+
+def _drop_lowest(scores: np.ndarray, n_drop: int, min_keep: int) -> np.ndarray:
+    """Keep mask without the ``n_drop`` lowest scores (ties by position), keeping at least ``min_keep`` records."""
+    flat = scores.reshape(-1)
+    keep = np.ones(flat.shape, dtype=bool)
     n_drop = min(n_drop, max(flat.size - max(min_keep, 0), 0))
     if n_drop > 0:
         keep[np.argsort(flat, kind="stable")[:n_drop]] = False

@@ -171,6 +171,7 @@ class InfluenceFilterMixin:
     seed: int | None
     num_timesteps: int
     logger: Any
+    ep_info_buffer: Any  # SB3's deque of the recent episodes' Monitor infos (None before the first learn())
 
     filter_fraction: float | None
     filter_mode: str
@@ -311,8 +312,27 @@ class InfluenceFilterMixin:
         succeeded (benchmarks/RESULTS.md). Recent episodes, not only this rollout's: a rollout shorter than an
         episode may end none.
         """
-        returns = [float(info["r"]) for info in (getattr(self, "ep_info_buffer", None) or ()) if "r" in info]
+        returns = [float(info["r"]) for info in (self.ep_info_buffer or ()) if "r" in info]
         return len(returns) < 2 or max(returns) == min(returns)
+
+    def _outcome_gate_closed(self) -> bool:
+        """
+        Whether the outcome gate holds a cross-fitted rule back this iteration (``filter_outcome_gate`` on and
+        :meth:`no_outcome_variation`). Without ``Monitor`` the returns are unseen: the gate stays open, with one warning.
+        """
+        if self.filter_mode not in CROSSFIT_MODES or not self.filter_outcome_gate:
+            return False
+        if not self._outcomes_observable():
+            if not self._unobservable_warned:
+                warnings.warn(
+                    "filter_outcome_gate cannot see episode returns (the env is not wrapped in Monitor or VecMonitor): "
+                    "the gate stays open",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                self._unobservable_warned = True
+            return False
+        return self.no_outcome_variation()
 
     def _outcomes_observable(self) -> bool:
         """Whether episode returns reach ``ep_info_buffer``: the training env is wrapped in ``Monitor`` or ``VecMonitor``."""
@@ -339,7 +359,7 @@ class InfluenceFilterMixin:
             objective = self.influence_objective if self.influence_objective is not None else ReturnObjective()
         return model_influence_scores(self, objective=objective)
 
-    def _adaptive_abstention(self) -> str | None:
+    def _crossfit_abstention(self) -> str | None:
         """
         Why the adaptive rule drops nothing for this model, or ``None`` when it may filter (the first IIF step that
         abstains says why in a ``UserWarning``).
@@ -378,7 +398,7 @@ class InfluenceFilterMixin:
 
     def _filter_rollout(self) -> InfluenceReport:
         """Score the full buffer at ``theta_k`` and set the buffer's keep mask (the IIF step)."""
-        reason = self._adaptive_abstention() if self.filter_mode in CROSSFIT_MODES and self.fraction > 0 else None
+        reason = self._crossfit_abstention() if self.filter_mode in CROSSFIT_MODES and self.fraction > 0 else None
         if reason is not None and not self._abstention_warned:
             warnings.warn(
                 f"filter_mode={self.filter_mode!r} drops nothing here: {reason}. Training is then {self._parent_name()}'s; "
@@ -390,20 +410,9 @@ class InfluenceFilterMixin:
         start = time.perf_counter()
         records = RolloutRecords.from_buffer(self.rollout_buffer)
         scores, rank_by, reliability, noise_std = self._score_rollout(records)
-        gated = self.filter_mode in CROSSFIT_MODES and self.filter_outcome_gate and reason is None
-        if gated and not self._outcomes_observable():
-            if not self._unobservable_warned:
-                warnings.warn(
-                    "filter_outcome_gate cannot see episode returns (the env is not wrapped in Monitor or VecMonitor): "
-                    "the gate stays open",
-                    UserWarning,
-                    stacklevel=2,
-                )
-                self._unobservable_warned = True
-            gated = False
-        gated = gated and self.no_outcome_variation()
-        if gated:
-            reason = "no outcome variation"  # NaN reliability below: the rule drops nothing this iteration
+        gated = reason is None and self._outcome_gate_closed()
+        # the cross-fitted rules drop nothing when given a NaN reliability: abstention or a closed gate
+        rule_reliability = float("nan") if reason is not None or gated else reliability
         scored = time.perf_counter()
         usable = np.isfinite(rank_by) & records.finite.reshape(rank_by.shape)
         n_nonfinite = int(rank_by.size - np.count_nonzero(usable))
@@ -423,7 +432,7 @@ class InfluenceFilterMixin:
                 keep[usable] = adaptive_filter_mask(
                     candidates,
                     noise_std,
-                    float("nan") if reason is not None else reliability,  # NaN: the rule drops nothing
+                    rule_reliability,
                     self.fraction,
                     self.filter_confidence,
                     self.filter_min_reliability,
@@ -432,7 +441,7 @@ class InfluenceFilterMixin:
             elif self.filter_mode == "reliability":
                 keep[usable] = reliability_filter_mask(
                     candidates,
-                    float("nan") if reason is not None else reliability,  # NaN: the rule drops nothing
+                    rule_reliability,
                     self.fraction,
                     self.filter_min_reliability,
                     min_keep,
