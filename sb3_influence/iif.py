@@ -17,6 +17,7 @@ records. One iteration, end to end (``train``)::
 import inspect
 import time
 import warnings
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -39,7 +40,7 @@ from sb3_influence.filtering import (
 )
 from sb3_influence.objectives import InfluenceObjective, ReturnObjective
 from sb3_influence.records import RolloutRecords
-from sb3_influence.scoring import PRECONDITIONERS, model_crossfit_scores, model_influence_scores
+from sb3_influence.scoring import INFLUENCE_LOSSES, PRECONDITIONERS, model_crossfit_scores, model_influence_scores
 
 #: ``filter_fraction`` when none is given, per ``filter_mode``: the adaptive rule is capped by its test only.
 DEFAULT_FILTER_FRACTIONS: dict[str, float] = {
@@ -49,6 +50,8 @@ DEFAULT_FILTER_FRACTIONS: dict[str, float] = {
     "all": 0.125,
     "random": 0.125,
 }
+#: Iterations whose split reliabilities the ``"reliability"`` rule averages (one iteration's is noisy).
+RELIABILITY_WINDOW = 10
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class InfluenceReport:
     :param reliability: The adaptive rule's split reliability of the cross-fitted scores (NaN in the fixed modes).
     :param noise_std: The adaptive rule's pooled standard error of the cross-fitted scores (NaN in the fixed modes).
     :param n_nonfinite: Number of records left out because their data or score was not finite.
+    :param pooled_reliability: The reliability the ``"reliability"`` rule used: the mean of the last
+        ``RELIABILITY_WINDOW`` finite split reliabilities, each clipped to [-1, 1] (NaN in the other modes).
     :param gated: Whether a cross-fitted rule dropped nothing because training had seen no outcome variation yet:
         fewer than two recent episodes, or all with the same return (:meth:`InfluenceFilterMixin.no_outcome_variation`).
     """
@@ -83,6 +88,7 @@ class InfluenceReport:
     noise_std: float = float("nan")
     n_nonfinite: int = 0
     gated: bool = False
+    pooled_reliability: float = float("nan")
 
     def __post_init__(self) -> None:
         for name in ("scores", "kept"):
@@ -155,7 +161,8 @@ class InfluenceFilterMixin:
 
     The settings (documented in :class:`~sb3_influence.InfluencePPO`) are attributes: ``filter_fraction``,
     ``filter_mode``, ``filter_confidence``, ``filter_min_reliability``, ``filter_outcome_gate``, ``influence_folds``,
-    ``filter_whole_minibatches``, ``influence_objective``, ``influence_chunk_size``, ``influence_preconditioner``.
+    ``filter_whole_minibatches``, ``influence_objective``, ``influence_chunk_size``, ``influence_preconditioner``,
+    ``influence_loss``.
     Scores use the parent's own loss settings (``ent_coef``, ``vf_coef``, ``normalize_advantage``).
 
     Hooks for the host algorithm: :meth:`_default_buffer_classes`, :meth:`_minibatch_size`,
@@ -183,6 +190,7 @@ class InfluenceFilterMixin:
     influence_objective: InfluenceObjective | None
     influence_chunk_size: int
     influence_preconditioner: str
+    influence_loss: str
     last_influence: InfluenceReport | None
 
     def _init_influence(
@@ -197,6 +205,7 @@ class InfluenceFilterMixin:
         influence_objective: InfluenceObjective | None,
         influence_chunk_size: int,
         influence_preconditioner: str,
+        influence_loss: str = "ppo",
     ) -> None:
         """Set and check the IIF settings (before the parent's constructor, so bad input fails before any env is built)."""
         self.filter_fraction = filter_fraction
@@ -209,6 +218,7 @@ class InfluenceFilterMixin:
         self.influence_objective = influence_objective
         self.influence_chunk_size = influence_chunk_size
         self.influence_preconditioner = influence_preconditioner
+        self.influence_loss = influence_loss
         self._check_influence_args()
         self.last_influence = None
 
@@ -266,6 +276,8 @@ class InfluenceFilterMixin:
                 f"filter_mode={self.filter_mode!r} cross-fits the return objective; got influence_objective={objective!r} "
                 "(use a fixed-p filter_mode with another objective)"
             )
+        if self.influence_loss not in INFLUENCE_LOSSES:
+            raise ValueError(f"Unknown influence_loss {self.influence_loss!r}, expected one of {INFLUENCE_LOSSES}")
         if self.influence_preconditioner not in PRECONDITIONERS:
             raise ValueError(
                 f"Unknown influence_preconditioner {self.influence_preconditioner!r}, expected one of {PRECONDITIONERS}"
@@ -297,9 +309,10 @@ class InfluenceFilterMixin:
         self._filter_rng = np.random.default_rng(self.seed)
         self._abstention_warned = False
         self._unobservable_warned = False
+        self._reliability_history: deque[float] = deque(maxlen=RELIABILITY_WINDOW)
 
     def _excluded_save_params(self) -> list[str]:
-        excluded = ["last_influence", "_filter_rng", "_abstention_warned", "_unobservable_warned"]
+        excluded = ["last_influence", "_filter_rng", "_abstention_warned", "_unobservable_warned", "_reliability_history"]
         return [*super()._excluded_save_params(), *excluded]  # type: ignore[misc]
 
     def no_outcome_variation(self) -> bool:
@@ -396,6 +409,18 @@ class InfluenceFilterMixin:
         scores = model_influence_scores(self, records, self.influence_objective)
         return scores, scores, float("nan"), float("nan")
 
+    def _pool_reliability(self, reliability: float) -> float:
+        """
+        The ``"reliability"`` rule's evidence: the mean of the last ``RELIABILITY_WINDOW`` finite split
+        reliabilities (this iteration's included), each clipped to [-1, 1] so that one near-constant buffer cannot
+        swamp the window. NaN in the other modes, or before any finite reliability.
+        """
+        if self.filter_mode != "reliability":
+            return float("nan")
+        if np.isfinite(reliability):
+            self._reliability_history.append(float(np.clip(reliability, -1.0, 1.0)))
+        return float(np.mean(self._reliability_history)) if self._reliability_history else float("nan")
+
     def _filter_rollout(self) -> InfluenceReport:
         """Score the full buffer at ``theta_k`` and set the buffer's keep mask (the IIF step)."""
         reason = self._crossfit_abstention() if self.filter_mode in CROSSFIT_MODES and self.fraction > 0 else None
@@ -411,8 +436,10 @@ class InfluenceFilterMixin:
         records = RolloutRecords.from_buffer(self.rollout_buffer)
         scores, rank_by, reliability, noise_std = self._score_rollout(records)
         gated = reason is None and self._outcome_gate_closed()
+        pooled = self._pool_reliability(reliability)
         # the cross-fitted rules drop nothing when given a NaN reliability: abstention or a closed gate
-        rule_reliability = float("nan") if reason is not None or gated else reliability
+        rule_reliability = reliability if self.filter_mode == "adaptive" else pooled
+        rule_reliability = float("nan") if reason is not None or gated else rule_reliability
         scored = time.perf_counter()
         usable = np.isfinite(rank_by) & records.finite.reshape(rank_by.shape)
         n_nonfinite = int(rank_by.size - np.count_nonzero(usable))
@@ -461,6 +488,7 @@ class InfluenceFilterMixin:
             noise_std=noise_std,
             n_nonfinite=n_nonfinite,
             gated=gated,
+            pooled_reliability=pooled,
         )
         if keep.any():
             self.rollout_buffer.set_keep_mask(None if keep.all() else keep)
@@ -473,6 +501,8 @@ class InfluenceFilterMixin:
             self.logger.record("influence/reliability", reliability)
             self.logger.record("influence/noise_std", noise_std)
             self.logger.record("influence/gated", int(gated))
+        if self.filter_mode == "reliability":
+            self.logger.record("influence/pooled_reliability", pooled)
         return report
 
     def train(self) -> None:

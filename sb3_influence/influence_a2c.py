@@ -62,6 +62,7 @@ class InfluenceA2C(InfluenceFilterMixin, A2C):
     :param influence_objective: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_chunk_size: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_preconditioner: As in :class:`~sb3_influence.InfluencePPO`.
+    :param influence_loss: As in :class:`~sb3_influence.InfluencePPO`.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -106,6 +107,7 @@ class InfluenceA2C(InfluenceFilterMixin, A2C):
         influence_objective: InfluenceObjective | None = None,
         influence_chunk_size: int = 2048,
         influence_preconditioner: str = "none",
+        influence_loss: str = "ppo",
         _init_setup_model: bool = True,
     ):
         self._init_influence(
@@ -119,6 +121,7 @@ class InfluenceA2C(InfluenceFilterMixin, A2C):
             influence_objective,
             influence_chunk_size,
             influence_preconditioner,
+            influence_loss,
         )
         super().__init__(
             policy,

@@ -64,6 +64,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
         :class:`~sb3_influence.ActionObjective` takes the masks of its states (``action_masks``).
     :param influence_chunk_size: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_preconditioner: As in :class:`~sb3_influence.InfluencePPO`.
+    :param influence_loss: As in :class:`~sb3_influence.InfluencePPO`.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -109,6 +110,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
         influence_objective: InfluenceObjective | None = None,
         influence_chunk_size: int = 2048,
         influence_preconditioner: str = "none",
+        influence_loss: str = "ppo",
         _init_setup_model: bool = True,
     ):
         self._init_influence(
@@ -122,6 +124,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
             influence_objective,
             influence_chunk_size,
             influence_preconditioner,
+            influence_loss,
         )
         super().__init__(
             policy,

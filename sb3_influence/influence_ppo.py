@@ -86,6 +86,9 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
     :param influence_chunk_size: The most records per forward pass when scoring (bounds the memory of scoring).
     :param influence_preconditioner: ``"none"`` (TracIn for SGD, the paper's) or ``"adam"`` (measure influence
         along Adam's preconditioned direction; needs an Adam/AdamW optimizer).
+    :param influence_loss: The per-record loss whose gradient is scored: ``"ppo"`` (PPO's own: policy, entropy and
+        value terms) or ``"policy"`` (the policy term alone, as the paper's code; differs only where the value
+        function or the entropy shares parameters with the policy, such as a shared CNN).
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -133,6 +136,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         influence_objective: InfluenceObjective | None = None,
         influence_chunk_size: int = 2048,
         influence_preconditioner: str = "none",
+        influence_loss: str = "ppo",
         _init_setup_model: bool = True,
     ):
         self._init_influence(
@@ -146,6 +150,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
             influence_objective,
             influence_chunk_size,
             influence_preconditioner,
+            influence_loss,
         )
         super().__init__(
             policy,

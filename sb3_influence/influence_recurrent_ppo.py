@@ -72,6 +72,7 @@ class InfluenceRecurrentPPO(InfluenceFilterMixin, RecurrentPPO):
         :class:`~sb3_influence.ActionObjective` is not supported with LSTM policies: its states have no sequence).
     :param influence_chunk_size: As in :class:`~sb3_influence.InfluencePPO` (rounded to whole environments).
     :param influence_preconditioner: As in :class:`~sb3_influence.InfluencePPO`.
+    :param influence_loss: As in :class:`~sb3_influence.InfluencePPO`.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -117,6 +118,7 @@ class InfluenceRecurrentPPO(InfluenceFilterMixin, RecurrentPPO):
         influence_objective: InfluenceObjective | None = None,
         influence_chunk_size: int = 2048,
         influence_preconditioner: str = "none",
+        influence_loss: str = "ppo",
         _init_setup_model: bool = True,
     ):
         self._init_influence(
@@ -130,6 +132,7 @@ class InfluenceRecurrentPPO(InfluenceFilterMixin, RecurrentPPO):
             influence_objective,
             influence_chunk_size,
             influence_preconditioner,
+            influence_loss,
         )
         super().__init__(
             policy,

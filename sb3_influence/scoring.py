@@ -28,6 +28,8 @@ from sb3_influence.objectives import InfluenceObjective, ReturnObjective
 from sb3_influence.records import RolloutRecords, evaluate_records
 
 PRECONDITIONERS = ("none", "adam")
+#: Per-record losses a model can score (``influence_loss``): PPO's own, or its policy term alone (the paper's code).
+INFLUENCE_LOSSES = ("ppo", "policy")
 
 
 def trainable_parameters(policy: nn.Module) -> list[nn.Parameter]:
@@ -428,8 +430,9 @@ def model_influence_scores(
 ) -> np.ndarray:
     """
     :func:`influence_scores` with a PPO model's own loss settings (``ent_coef``, ``vf_coef``,
-    ``normalize_advantage``), its ``influence_chunk_size`` and, when ``influence_preconditioner="adam"``, Adam's
-    preconditioner. Works for :class:`~sb3_influence.InfluencePPO` and a plain SB3 ``PPO``.
+    ``normalize_advantage``; neither coefficient with ``influence_loss="policy"``), its ``influence_chunk_size``
+    and, when ``influence_preconditioner="adam"``, Adam's preconditioner. Works for
+    :class:`~sb3_influence.InfluencePPO` and a plain SB3 ``PPO``.
 
     :param model: A PPO model with an ``ActorCriticPolicy``.
     :param records: The records to score (default: the model's full rollout buffer).
@@ -442,11 +445,15 @@ def model_influence_scores(
 
 
 def _model_settings(model: Any, chunk_size: int = 2048) -> dict[str, Any]:
-    """A model's per-record loss settings, chunk size and (for ``influence_preconditioner="adam"``) optimizer."""
+    """
+    A model's per-record loss settings, chunk size and (for ``influence_preconditioner="adam"``) optimizer. With
+    ``influence_loss="policy"`` the loss is the policy term alone: no entropy or value term.
+    """
     adam = getattr(model, "influence_preconditioner", "none") == "adam"
+    policy_only = getattr(model, "influence_loss", "ppo") == "policy"
     return dict(
-        ent_coef=float(model.ent_coef),
-        vf_coef=float(model.vf_coef),
+        ent_coef=0.0 if policy_only else float(model.ent_coef),
+        vf_coef=0.0 if policy_only else float(model.vf_coef),
         normalize_advantage=bool(model.normalize_advantage),
         chunk_size=int(getattr(model, "influence_chunk_size", chunk_size)),
         optimizer=model.policy.optimizer if adam else None,

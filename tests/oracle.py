@@ -58,7 +58,7 @@ def return_objective_fn(model: PPO, mask: np.ndarray):
     return f
 
 
-def oracle_scores(model: PPO, objective_fn=None, direction_fn=None, include=None) -> np.ndarray:
+def oracle_scores(model: PPO, objective_fn=None, direction_fn=None, include=None, policy_only=False) -> np.ndarray:
     """
     I_i = <grad f, -grad l_i> with l_i PPO's per-record loss (ratio form, clipping inactive at theta_k).
 
@@ -71,6 +71,7 @@ def oracle_scores(model: PPO, objective_fn=None, direction_fn=None, include=None
     :param direction_fn: optional map applied to grad f (e.g. Adam's preconditioner).
     :param include: optional boolean ``(n_steps, n_envs)``: only these records enter the return objective and the
         advantage standardisation, and only they are scored (NaN elsewhere). Default: the records with finite data.
+    :param policy_only: score the policy term of the loss alone (no entropy or value term).
     """
     policy, buffer = model.policy, model.rollout_buffer
     assert not buffer.generator_ready
@@ -101,7 +102,8 @@ def oracle_scores(model: PPO, objective_fn=None, direction_fn=None, include=None
             ratio = th.exp(log_prob - th.as_tensor(buffer.log_probs[step, env], device=policy.device))
             entropy = -log_prob if entropy is None else entropy
             ret = th.as_tensor(buffer.returns[step, env], device=policy.device)
-            loss = (-adv[step, env] * ratio - model.ent_coef * entropy + model.vf_coef * (values.flatten() - ret) ** 2).sum()
+            ent_coef, vf_coef = (0.0, 0.0) if policy_only else (model.ent_coef, model.vf_coef)
+            loss = (-adv[step, env] * ratio - ent_coef * entropy + vf_coef * (values.flatten() - ret) ** 2).sum()
             grads = th.autograd.grad(loss, params, allow_unused=True)
             scores[step, env] = -sum(float((gi * gr).sum()) for gi, gr in zip(g, grads, strict=True) if gr is not None)
     policy.set_training_mode(was_training)

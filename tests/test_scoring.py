@@ -94,6 +94,31 @@ def test_shared_cnn_matches_oracle(share):
     _assert_close(fast, slow)
 
 
+def test_policy_term_scores_match_oracle():
+    # influence_loss="policy" (the paper's code): the value and entropy terms leave the per-record loss, which
+    # changes the scores where they share parameters with the policy (here the CNN)
+    def model(loss):
+        return _model(
+            lambda: FakeImageEnv(screen_height=7, screen_width=7, n_channels=3, discrete=True),
+            policy="CnnPolicy",
+            policy_kwargs=dict(features_extractor_class=MiniGridCNN, share_features_extractor=True, net_arch=[16]),
+            vf_coef=20.0,  # a large value term, so that leaving it out shows
+            influence_loss=loss,
+        )
+
+    def fn(m):
+        return m.compute_influence(), oracle_scores(m, policy_only=True), oracle_scores(m)
+
+    callback = CaptureAtRolloutEnd(fn)
+    policy_model = model("policy")
+    policy_model.learn(N_STEPS * N_ENVS * 2, callback=callback)
+    fast, slow, full = callback.result
+    _assert_close(fast, slow)
+    assert np.abs(full - slow).max() > 1e-2 * np.abs(slow).max()  # the value term matters with a shared CNN
+    with pytest.raises(ValueError, match="influence_loss"):
+        model("value")
+
+
 def test_nature_cnn_matches_oracle():
     model = _model(
         lambda: FakeImageEnv(screen_height=36, screen_width=36, n_channels=1, discrete=False),
