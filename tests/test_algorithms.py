@@ -82,6 +82,14 @@ def test_scores_match_per_record_oracle(algo, space):
     _assert_close(fast, slow)
 
 
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_policy_term_scores_match_oracle(algo):
+    model = _make(algo, influence_loss="policy", vf_coef=5.0)
+    assert model.influence_loss == "policy"
+    fast, slow = _at_rollout_end(model, lambda m: (m.compute_influence(), oracle_scores(m, policy_only=True)))
+    _assert_close(fast, slow)
+
+
 @pytest.mark.parametrize("algo", ["maskable_ppo", "recurrent_ppo"])
 def test_crossfit_fold_scores_match_oracle(algo):
     def fn(m):
