@@ -71,8 +71,9 @@ class InfluenceReport:
     :param reliability: The adaptive rule's split reliability of the cross-fitted scores (NaN in the fixed modes).
     :param noise_std: The adaptive rule's pooled standard error of the cross-fitted scores (NaN in the fixed modes).
     :param n_nonfinite: Number of records left out because their data or score was not finite.
-    :param pooled_reliability: The reliability the ``"reliability"`` rule used: the mean of the last
-        ``RELIABILITY_WINDOW`` finite split reliabilities, each clipped to [-1, 1] (NaN in the other modes).
+    :param pooled_reliability: The reliability the ``"reliability"`` rule used: the mean of the split reliabilities,
+        each clipped to [-1, 1], of the last ``RELIABILITY_WINDOW`` iterations where it could act (NaN in the other
+        modes, and when the rule abstains or the outcome gate is closed).
     :param gated: Whether a cross-fitted rule dropped nothing because training had seen no outcome variation yet:
         fewer than two recent episodes, or all with the same return (:meth:`InfluenceFilterMixin.no_outcome_variation`).
     """
@@ -413,7 +414,9 @@ class InfluenceFilterMixin:
         """
         The ``"reliability"`` rule's evidence: the mean of the last ``RELIABILITY_WINDOW`` finite split
         reliabilities (this iteration's included), each clipped to [-1, 1] so that one near-constant buffer cannot
-        swamp the window. NaN in the other modes, or before any finite reliability.
+        swamp the window. Only iterations where the rule may act add to it (the IIF step does not call this while
+        the outcome gate is closed or the rule abstains): before the first outcome differs the folds agree or
+        disagree on the critic's errors, not on outcomes. NaN in the other modes, or before any finite reliability.
         """
         if self.filter_mode != "reliability":
             return float("nan")
@@ -436,10 +439,12 @@ class InfluenceFilterMixin:
         records = RolloutRecords.from_buffer(self.rollout_buffer)
         scores, rank_by, reliability, noise_std = self._score_rollout(records)
         gated = reason is None and self._outcome_gate_closed()
-        pooled = self._pool_reliability(reliability)
         # the cross-fitted rules drop nothing when given a NaN reliability: abstention or a closed gate
-        rule_reliability = reliability if self.filter_mode == "adaptive" else pooled
-        rule_reliability = float("nan") if reason is not None or gated else rule_reliability
+        if reason is not None or gated:
+            pooled = rule_reliability = float("nan")
+        else:
+            pooled = self._pool_reliability(reliability)
+            rule_reliability = reliability if self.filter_mode == "adaptive" else pooled
         scored = time.perf_counter()
         usable = np.isfinite(rank_by) & records.finite.reshape(rank_by.shape)
         n_nonfinite = int(rank_by.size - np.count_nonzero(usable))

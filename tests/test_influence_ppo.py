@@ -342,6 +342,8 @@ def test_cross_fitted_rules_drop_nothing_without_outcome_variation(filter_mode):
     assert iif.no_outcome_variation() and report.gated and report.n_dropped == 0
     assert iif.logger.name_to_value["influence/gated"] == 1 and np.isfinite(report.reliability)
     _assert_same_params(ppo, iif)  # nothing dropped in any iteration: PPO bit for bit
+    if filter_mode == "reliability":  # gated iterations add no evidence to the pooled reliability
+        assert np.isnan(report.pooled_reliability) and len(iif._reliability_history) == 0
     fixed = InfluencePPO(
         "MlpPolicy", make_vec_env(_ConstantOutcomeEnv, n_envs=2, seed=0), **extra, filter_mode="negative", filter_fraction=1.0
     )
@@ -367,6 +369,8 @@ def test_cross_fitted_rules_drop_nothing_without_outcome_variation(filter_mode):
         "MlpPolicy", make_vec_env(_ConstantOutcomeEnv, n_envs=2, seed=0), **extra, **rule, filter_outcome_gate=False
     ).learn(256)
     assert not ungated.last_influence.gated and ungated.no_outcome_variation()
+    if filter_mode == "reliability":  # ungated iterations add their finite reliabilities
+        assert len(ungated._reliability_history) > 0 and np.isfinite(ungated.last_influence.pooled_reliability)
     with pytest.raises(ValueError, match="filter_outcome_gate"):
         InfluencePPO("MlpPolicy", "CartPole-v1", filter_outcome_gate="yes")
 
