@@ -146,16 +146,14 @@ def reliability_filter_mask(
     ranking can be trusted.
 
     With cross-fitted scores ``c_i`` (:class:`~sb3_influence.scoring.CrossFitScores`), ``N_neg`` of them below
-    zero, and a reliability ``rho`` of their ranking (the share of the scores' variance that the folds agree on;
-    InfluencePPO passes the mean over recent iterations), the ``floor(p * sqrt(clip(rho, 0, 1)) * N_neg)``
-    lowest-scored records are dropped. ``sqrt(rho)`` is the reliability index of classical test theory, the
-    correlation between the scores and the influence they estimate. A ranking that is pure noise (``rho <= 0``)
-    drops nothing; a fully reliable one drops as the paper's rule with fraction ``p``. Nothing is dropped when
-    ``rho`` is below ``min_reliability`` or NaN, and at least ``min_keep`` records are kept. Ties are broken by
-    position; no random numbers are used.
+    zero, and their split reliability ``rho`` (the share of the scores' variance that the folds agree on), the
+    ``floor(p * clip(rho, 0, 1) * N_neg)`` lowest-scored records are dropped. A ranking that is pure noise
+    (``rho <= 0``) drops nothing; a fully reliable one drops as the paper's rule with fraction ``p``. Nothing
+    is dropped when ``rho`` is below ``min_reliability`` or NaN, and at least ``min_keep`` records are kept.
+    Ties are broken by position; no random numbers are used.
 
     :param scores: Cross-fitted scores, any shape, all finite.
-    :param reliability: The ranking's reliability (:attr:`CrossFitScores.reliability`, or a mean of it).
+    :param reliability: The folds' agreement (:attr:`CrossFitScores.reliability`).
     :param filter_fraction: The fraction ``p`` in [0, 1] of the negatively scored records dropped at
         reliability 1.
     :param min_reliability: The least reliability at which anything is dropped.
@@ -167,8 +165,7 @@ def reliability_filter_mask(
     if not reliability >= min_reliability or not reliability > 0.0:  # NaN compares False
         return np.ones(scores.shape, dtype=bool)
     n_negative = int(np.count_nonzero(scores < 0))
-    scale = float(np.sqrt(min(float(reliability), 1.0)))
-    return _drop_lowest(scores, n_to_drop(filter_fraction * scale, n_negative), min_keep)
+    return _drop_lowest(scores, n_to_drop(filter_fraction * min(float(reliability), 1.0), n_negative), min_keep)
 
 
 def _finite_scores(scores: np.ndarray, rule: str) -> np.ndarray:

@@ -17,7 +17,6 @@ records. One iteration, end to end (``train``)::
 import inspect
 import time
 import warnings
-from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -50,8 +49,6 @@ DEFAULT_FILTER_FRACTIONS: dict[str, float] = {
     "all": 0.125,
     "random": 0.125,
 }
-#: Iterations whose split reliabilities the ``"reliability"`` rule averages (one iteration's is noisy).
-RELIABILITY_WINDOW = 10
 
 
 @dataclass(frozen=True)
@@ -71,9 +68,6 @@ class InfluenceReport:
     :param reliability: The adaptive rule's split reliability of the cross-fitted scores (NaN in the fixed modes).
     :param noise_std: The adaptive rule's pooled standard error of the cross-fitted scores (NaN in the fixed modes).
     :param n_nonfinite: Number of records left out because their data or score was not finite.
-    :param pooled_reliability: The reliability the ``"reliability"`` rule used: the mean of the split reliabilities,
-        each clipped to [-1, 1], of the last ``RELIABILITY_WINDOW`` iterations where it could act (NaN in the other
-        modes, and when the rule abstains or the outcome gate is closed).
     :param gated: Whether a cross-fitted rule dropped nothing because training had seen no outcome variation yet:
         fewer than two recent episodes, or all with the same return (:meth:`InfluenceFilterMixin.no_outcome_variation`).
     """
@@ -89,7 +83,6 @@ class InfluenceReport:
     noise_std: float = float("nan")
     n_nonfinite: int = 0
     gated: bool = False
-    pooled_reliability: float = float("nan")
 
     def __post_init__(self) -> None:
         for name in ("scores", "kept"):
@@ -310,10 +303,9 @@ class InfluenceFilterMixin:
         self._filter_rng = np.random.default_rng(self.seed)
         self._abstention_warned = False
         self._unobservable_warned = False
-        self._reliability_history: deque[float] = deque(maxlen=RELIABILITY_WINDOW)
 
     def _excluded_save_params(self) -> list[str]:
-        excluded = ["last_influence", "_filter_rng", "_abstention_warned", "_unobservable_warned", "_reliability_history"]
+        excluded = ["last_influence", "_filter_rng", "_abstention_warned", "_unobservable_warned"]
         return [*super()._excluded_save_params(), *excluded]  # type: ignore[misc]
 
     def no_outcome_variation(self) -> bool:
@@ -410,20 +402,6 @@ class InfluenceFilterMixin:
         scores = model_influence_scores(self, records, self.influence_objective)
         return scores, scores, float("nan"), float("nan")
 
-    def _pool_reliability(self, reliability: float) -> float:
-        """
-        The ``"reliability"`` rule's evidence: the mean of the last ``RELIABILITY_WINDOW`` finite split
-        reliabilities (this iteration's included), each clipped to [-1, 1] so that one near-constant buffer cannot
-        swamp the window. Only iterations where the rule may act add to it (the IIF step does not call this while
-        the outcome gate is closed or the rule abstains): before the first outcome differs the folds agree or
-        disagree on the critic's errors, not on outcomes. NaN in the other modes, or before any finite reliability.
-        """
-        if self.filter_mode != "reliability":
-            return float("nan")
-        if np.isfinite(reliability):
-            self._reliability_history.append(float(np.clip(reliability, -1.0, 1.0)))
-        return float(np.mean(self._reliability_history)) if self._reliability_history else float("nan")
-
     def _filter_rollout(self) -> InfluenceReport:
         """Score the full buffer at ``theta_k`` and set the buffer's keep mask (the IIF step)."""
         reason = self._crossfit_abstention() if self.filter_mode in CROSSFIT_MODES and self.fraction > 0 else None
@@ -440,11 +418,7 @@ class InfluenceFilterMixin:
         scores, rank_by, reliability, noise_std = self._score_rollout(records)
         gated = reason is None and self._outcome_gate_closed()
         # the cross-fitted rules drop nothing when given a NaN reliability: abstention or a closed gate
-        if reason is not None or gated:
-            pooled = rule_reliability = float("nan")
-        else:
-            pooled = self._pool_reliability(reliability)
-            rule_reliability = reliability if self.filter_mode == "adaptive" else pooled
+        rule_reliability = float("nan") if reason is not None or gated else reliability
         scored = time.perf_counter()
         usable = np.isfinite(rank_by) & records.finite.reshape(rank_by.shape)
         n_nonfinite = int(rank_by.size - np.count_nonzero(usable))
@@ -493,7 +467,6 @@ class InfluenceFilterMixin:
             noise_std=noise_std,
             n_nonfinite=n_nonfinite,
             gated=gated,
-            pooled_reliability=pooled,
         )
         if keep.any():
             self.rollout_buffer.set_keep_mask(None if keep.all() else keep)
@@ -506,8 +479,6 @@ class InfluenceFilterMixin:
             self.logger.record("influence/reliability", reliability)
             self.logger.record("influence/noise_std", noise_std)
             self.logger.record("influence/gated", int(gated))
-        if self.filter_mode == "reliability":
-            self.logger.record("influence/pooled_reliability", pooled)
         return report
 
     def train(self) -> None:

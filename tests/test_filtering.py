@@ -114,12 +114,11 @@ def test_reliability_rule_scales_the_papers_fraction_by_the_reliability():
     # rho = 1: the paper's rule on these scores, floor(0.5 * 8) = 4 lowest dropped
     np.testing.assert_array_equal(np.flatnonzero(~reliability_filter_mask(scores, 1.0, 0.5)), [0, 1, 2, 3])
     np.testing.assert_array_equal(reliability_filter_mask(scores, 1.0, 0.5), filter_mask(scores, 0.5, "negative"))
-    # rho = 0.25: floor(0.5 * sqrt(0.25) * 8) = 2; rho above 1 counts as 1
-    np.testing.assert_array_equal(np.flatnonzero(~reliability_filter_mask(scores, 0.25, 0.5)), [0, 1])
+    # rho = 0.5: floor(0.5 * 0.5 * 8) = 2; rho above 1 counts as 1
+    np.testing.assert_array_equal(np.flatnonzero(~reliability_filter_mask(scores, 0.5, 0.5)), [0, 1])
     assert (~reliability_filter_mask(scores, 1.7, 0.5)).sum() == 4
     assert (~reliability_filter_mask(scores, 1.0, 1.0)).sum() == 8  # never a positive score
-    assert (~reliability_filter_mask(scores, 0.3, 0.5)).sum() == 2  # floor(0.5 * 0.548 * 8) = floor(2.19)
-    assert (~reliability_filter_mask(scores, 0.01, 0.5)).sum() == 0  # floor(0.4)
+    assert (~reliability_filter_mask(scores, 0.3, 0.5)).sum() == 1  # floor(1.2)
     assert reliability_filter_mask(scores, 1.0, 1.0, min_keep=9).sum() == 9
     assert reliability_filter_mask(scores.reshape(5, 2), 1.0).shape == (5, 2)
     # ties are broken by position

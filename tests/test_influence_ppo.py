@@ -18,7 +18,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormali
 
 from sb3_influence import ActionObjective, InfluencePPO, ReturnObjective
 from sb3_influence.filtering import reliability_filter_mask
-from sb3_influence.iif import RELIABILITY_WINDOW
 from sb3_influence.influence_ppo import InfluenceReport
 
 KW = dict(n_steps=32, batch_size=16, n_epochs=2, seed=0, policy_kwargs=dict(net_arch=[16]))
@@ -287,31 +286,11 @@ def test_reliability_mode_drops_what_its_rule_says_on_the_cross_fitted_scores():
     with mock.patch("sb3_influence.iif.reliability_filter_mask", side_effect=capture):
         model.learn(512)
     report = model.last_influence
-    # one iteration: the window holds this iteration's reliability alone
-    assert np.isfinite(report.reliability) and report.pooled_reliability == np.clip(report.reliability, -1, 1)
-    assert captured["reliability"] == report.pooled_reliability
+    assert captured["reliability"] == report.reliability and np.isfinite(report.reliability)
     assert captured["args"] == (0.5, 0.0, 64)
-    wanted = int((~reliability_filter_mask(captured["scores"], report.pooled_reliability, 0.5)).sum())
+    wanted = int((~reliability_filter_mask(captured["scores"], report.reliability, 0.5)).sum())
     assert report.n_kept % 64 == 0 and abs(report.n_dropped - wanted) < 64  # the rule's count, in whole minibatches
     assert model.logger.name_to_value["influence/reliability"] == report.reliability
-    assert model.logger.name_to_value["influence/pooled_reliability"] == report.pooled_reliability
-
-
-def test_reliability_mode_pools_the_recent_reliabilities():
-    model = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, n_epochs=1, seed=0)
-    assert RELIABILITY_WINDOW == 10
-    assert np.isnan(model._pool_reliability(float("nan")))  # nothing seen yet
-    values = [0.5, float("nan"), -3.0, 2.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9]
-    pooled = [model._pool_reliability(v) for v in values]
-    assert pooled[0] == 0.5 and pooled[1] == 0.5  # a NaN reliability adds nothing
-    assert pooled[3] == pytest.approx((0.5 - 1.0 + 1.0) / 3)  # clipped to [-1, 1]
-    finite = np.clip([v for v in values if np.isfinite(v)], -1, 1)
-    assert pooled[-1] == pytest.approx(finite[-10:].mean())  # the last 10 finite ones
-    # the other modes do not pool
-    adaptive = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, filter_mode="adaptive")
-    assert np.isnan(adaptive._pool_reliability(0.5))
-    adaptive.learn(64)
-    assert np.isnan(adaptive.last_influence.pooled_reliability) and np.isfinite(adaptive.last_influence.reliability)
 
 
 class _ConstantOutcomeEnv(gym.Env):
@@ -342,8 +321,6 @@ def test_cross_fitted_rules_drop_nothing_without_outcome_variation(filter_mode):
     assert iif.no_outcome_variation() and report.gated and report.n_dropped == 0
     assert iif.logger.name_to_value["influence/gated"] == 1 and np.isfinite(report.reliability)
     _assert_same_params(ppo, iif)  # nothing dropped in any iteration: PPO bit for bit
-    if filter_mode == "reliability":  # gated iterations add no evidence to the pooled reliability
-        assert np.isnan(report.pooled_reliability) and len(iif._reliability_history) == 0
     fixed = InfluencePPO(
         "MlpPolicy", make_vec_env(_ConstantOutcomeEnv, n_envs=2, seed=0), **extra, filter_mode="negative", filter_fraction=1.0
     )
@@ -369,8 +346,6 @@ def test_cross_fitted_rules_drop_nothing_without_outcome_variation(filter_mode):
         "MlpPolicy", make_vec_env(_ConstantOutcomeEnv, n_envs=2, seed=0), **extra, **rule, filter_outcome_gate=False
     ).learn(256)
     assert not ungated.last_influence.gated and ungated.no_outcome_variation()
-    if filter_mode == "reliability":  # ungated iterations add their finite reliabilities
-        assert len(ungated._reliability_history) > 0 and np.isfinite(ungated.last_influence.pooled_reliability)
     with pytest.raises(ValueError, match="filter_outcome_gate"):
         InfluencePPO("MlpPolicy", "CartPole-v1", filter_outcome_gate="yes")
 

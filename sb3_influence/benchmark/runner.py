@@ -70,7 +70,6 @@ COLUMNS = (
     "n_dropped",
     "kept_fraction",
     "reliability",
-    "pooled_reliability",
 )
 #: Evaluation episodes the paper uses (docs page "Metrics and the paper's results"); any other env: 1000.
 PAPER_EVAL_EPISODES = {"highway-v0": 100, "BipedalWalker-v3": 100}
@@ -443,10 +442,9 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
             score_s = float(report.seconds + report.filter_seconds)
             update_s = float(report.update_seconds if report.update_seconds is not None else elapsed - score_s)
             n_dropped, kept_fraction = int(report.n_dropped), report.n_kept / report.kept.size
-            reliability, pooled = float(report.reliability), float(report.pooled_reliability)
+            reliability = float(report.reliability)
         else:
-            score_s, update_s, n_dropped, kept_fraction = 0.0, elapsed, 0, 1.0
-            reliability = pooled = float("nan")
+            score_s, update_s, n_dropped, kept_fraction, reliability = 0.0, elapsed, 0, 1.0, float("nan")
         mean, std = _evaluate(model, eval_env, spec.eval_episodes, spec.eval_seed)
         rows.append(
             dict(
@@ -460,7 +458,6 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
                 n_dropped=n_dropped,
                 kept_fraction=kept_fraction,
                 reliability=reliability,
-                pooled_reliability=pooled,
             )
         )
         iteration = int(rows[-1]["iteration"])
@@ -482,7 +479,6 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
                 n_dropped=0,
                 kept_fraction=1.0,
                 reliability=float("nan"),
-                pooled_reliability=float("nan"),
             )
         )
     started = time.time()
