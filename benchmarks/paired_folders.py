@@ -1,5 +1,5 @@
 """
-Paired comparison of runs kept in different result folders (RESULTS.md, "Pooling the evidence").
+Paired comparison of runs kept in different result folders (RESULTS.md, "Pooling the reliability over iterations").
 
 Each variant is ``NAME=FOLDER::LABEL`` (a folder of the runner's CSVs and the run label inside it, as in the CSV
 names); the first variant is the baseline. Per variant: mean AUC (mean evaluation return over the checkpoints),
@@ -12,11 +12,10 @@ per-seed ΔAUC; then every pair of the other variants. Only the seeds every vari
 """
 
 import argparse
-import warnings
 
 import numpy as np
 
-from sb3_influence.benchmark.metrics import se_ave
+from sb3_influence.benchmark.metrics import aggregate, format_pct, se_ave
 from sb3_influence.benchmark.plots import curve, load_runs
 from sb3_influence.benchmark.stats import paired_difference
 
@@ -38,21 +37,15 @@ def main() -> None:
     print(f"seeds {seeds}")
     auc = {name: np.array([curve(by_seed[s]).mean() for s in seeds]) for name, by_seed in runs.items()}
     for name, by_seed in runs.items():
-        kept = np.mean([np.nanmean(by_seed[s].columns["kept_fraction"][1:]) for s in seeds])
+        kept = np.mean([by_seed[s].columns["kept_fraction"][by_seed[s].trained].mean() for s in seeds])
         print(f"{name:12s} AUC {auc[name].mean():+.4f}  kept {kept:.3f}")
     names = list(runs)
     base = names[0]
     for name in names[1:]:
         d = paired_difference(auc[name], auc[base])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            se = np.array([se_ave(curve(runs[base][s]), curve(runs[name][s])) for s in seeds])
-            se_err = se.std(ddof=1) / np.sqrt(se.size) if se.size > 1 else float("nan")
+        se = aggregate([se_ave(curve(runs[base][s]), curve(runs[name][s])) for s in seeds])
         per_seed = " ".join(f"{x:+.3f}" for x in auc[name] - auc[base])
-        print(
-            f"{name} - {base}: {d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]  "
-            f"SE_ave {100 * se.mean():.1f}±{100 * se_err:.1f}%  per seed {per_seed}"
-        )
+        print(f"{name} - {base}: {d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]  SE_ave {format_pct(se)}  per seed {per_seed}")
     for i, first in enumerate(names[1:], start=1):
         for second in names[i + 1 :]:
             d = paired_difference(auc[first], auc[second])

@@ -199,7 +199,7 @@ class InfluenceFilterMixin:
         influence_objective: InfluenceObjective | None,
         influence_chunk_size: int,
         influence_preconditioner: str,
-        influence_loss: str = "ppo",
+        influence_loss: str,
     ) -> None:
         """Set and check the IIF settings (before the parent's constructor, so bad input fails before any env is built)."""
         self.filter_fraction = filter_fraction
@@ -367,8 +367,8 @@ class InfluenceFilterMixin:
 
     def _crossfit_abstention(self) -> str | None:
         """
-        Why the adaptive rule drops nothing for this model, or ``None`` when it may filter (the first IIF step that
-        abstains says why in a ``UserWarning``).
+        Why the cross-fitted rules drop nothing for this model, or ``None`` when they may filter (the first IIF step
+        that abstains says why in a ``UserWarning``).
 
         Continuous (``Box``) actions: on the no-harm panel both rules cost PPO return on Pendulum, with gSDE (where
         one noise matrix per rollout also makes the folds dependent) and without, and on held-out seeds
