@@ -140,6 +140,7 @@ def reliability_filter_mask(
     filter_fraction: float = 0.5,
     min_reliability: float = 0.0,
     min_keep: int = 1,
+    min_fraction: float = 0.0,
 ) -> np.ndarray:
     """
     The reliability-scaled rule: the paper's rule on cross-fitted scores, with ``p`` scaled by how far the
@@ -158,14 +159,19 @@ def reliability_filter_mask(
         reliability 1.
     :param min_reliability: The least reliability at which anything is dropped.
     :param min_keep: The least number of records to keep.
+    :param min_fraction: The least fraction of the negatively scored records dropped whenever ``rho`` is at least
+        ``min_reliability`` (in [0, ``filter_fraction``]; 0: none): ``max(min_fraction, p * clip(rho, 0, 1))``.
     :return: Boolean array of the same shape as ``scores``, ``True`` for the records to keep.
     """
     check_filter_args(filter_fraction, "reliability")
+    if not 0.0 <= min_fraction <= filter_fraction:
+        raise ValueError(f"min_fraction must be in [0, filter_fraction={filter_fraction}], got {min_fraction!r}")
     scores = _finite_scores(scores, "reliability_filter_mask")
-    if not reliability >= min_reliability or not reliability > 0.0:  # NaN compares False
+    if not reliability >= min_reliability:  # NaN compares False
         return np.ones(scores.shape, dtype=bool)
+    fraction = max(min_fraction, filter_fraction * min(max(float(reliability), 0.0), 1.0))
     n_negative = int(np.count_nonzero(scores < 0))
-    return _drop_lowest(scores, n_to_drop(filter_fraction * min(float(reliability), 1.0), n_negative), min_keep)
+    return _drop_lowest(scores, n_to_drop(fraction, n_negative), min_keep)
 
 
 def _finite_scores(scores: np.ndarray, rule: str) -> np.ndarray:

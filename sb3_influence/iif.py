@@ -154,7 +154,7 @@ class InfluenceFilterMixin:
     the parent's ``__init__``. The parent's ``train()`` then runs on the kept records of every rollout.
 
     The settings (documented in :class:`~sb3_influence.InfluencePPO`) are attributes: ``filter_fraction``,
-    ``filter_mode``, ``filter_confidence``, ``filter_min_reliability``, ``filter_outcome_gate``, ``influence_folds``,
+    ``filter_mode``, ``filter_confidence``, ``filter_min_reliability``, ``filter_min_fraction``, ``filter_outcome_gate``, ``influence_folds``,
     ``filter_whole_minibatches``, ``influence_objective``, ``influence_chunk_size``, ``influence_preconditioner``,
     ``influence_loss``.
     Scores use the parent's own loss settings (``ent_coef``, ``vf_coef``, ``normalize_advantage``).
@@ -178,6 +178,7 @@ class InfluenceFilterMixin:
     filter_mode: str
     filter_confidence: float
     filter_min_reliability: float
+    filter_min_fraction: float
     filter_outcome_gate: bool
     influence_folds: int
     filter_whole_minibatches: bool
@@ -193,6 +194,7 @@ class InfluenceFilterMixin:
         filter_mode: str,
         filter_confidence: float,
         filter_min_reliability: float,
+        filter_min_fraction: float,
         filter_outcome_gate: bool,
         influence_folds: int,
         filter_whole_minibatches: bool,
@@ -206,6 +208,7 @@ class InfluenceFilterMixin:
         self.filter_mode = filter_mode
         self.filter_confidence = filter_confidence
         self.filter_min_reliability = filter_min_reliability
+        self.filter_min_fraction = filter_min_fraction
         self.filter_outcome_gate = filter_outcome_gate
         self.influence_folds = influence_folds
         self.filter_whole_minibatches = filter_whole_minibatches
@@ -262,6 +265,11 @@ class InfluenceFilterMixin:
             raise ValueError(f"filter_outcome_gate must be a bool, got {self.filter_outcome_gate!r}")
         if not isinstance(self.filter_min_reliability, (int, float)) or np.isnan(self.filter_min_reliability):
             raise ValueError(f"filter_min_reliability must be a number, got {self.filter_min_reliability!r}")
+        min_fraction = self.filter_min_fraction
+        if isinstance(min_fraction, bool) or not isinstance(min_fraction, (int, float)) or not 0.0 <= min_fraction <= 1.0:
+            raise ValueError(f"filter_min_fraction must be a number in [0, 1], got {min_fraction!r}")
+        if min_fraction > 0 and self.filter_mode != "reliability":
+            raise ValueError(f"filter_min_fraction applies to filter_mode='reliability' only, got {self.filter_mode!r}")
         folds = self.influence_folds
         if isinstance(folds, bool) or not isinstance(folds, int) or folds < 3:
             raise ValueError(f"influence_folds must be an integer >= 3, got {folds!r}")
@@ -451,6 +459,7 @@ class InfluenceFilterMixin:
                     self.fraction,
                     self.filter_min_reliability,
                     min_keep,
+                    min(float(self.filter_min_fraction), self.fraction),
                 )
             else:
                 keep[usable] = filter_mask(candidates, self.fraction, self.filter_mode, min_keep, self._filter_rng)

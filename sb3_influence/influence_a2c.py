@@ -56,6 +56,7 @@ class InfluenceA2C(InfluenceFilterMixin, A2C):
     :param filter_mode: As in :class:`~sb3_influence.InfluencePPO` (default ``"adaptive"``).
     :param filter_confidence: As in :class:`~sb3_influence.InfluencePPO`.
     :param filter_min_reliability: As in :class:`~sb3_influence.InfluencePPO`.
+    :param filter_min_fraction: As in :class:`~sb3_influence.InfluencePPO`.
     :param filter_outcome_gate: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_folds: As in :class:`~sb3_influence.InfluencePPO` (at most ``n_steps``).
     :param filter_whole_minibatches: No effect (A2C updates on one batch); kept for a common signature.
@@ -101,6 +102,7 @@ class InfluenceA2C(InfluenceFilterMixin, A2C):
         filter_mode: str = "adaptive",
         filter_confidence: float = 0.95,
         filter_min_reliability: float = 0.0,
+        filter_min_fraction: float = 0.0,
         filter_outcome_gate: bool = True,
         influence_folds: int = 3,
         filter_whole_minibatches: bool = True,
@@ -115,6 +117,7 @@ class InfluenceA2C(InfluenceFilterMixin, A2C):
             filter_mode,
             filter_confidence,
             filter_min_reliability,
+            filter_min_fraction,
             filter_outcome_gate,
             influence_folds,
             filter_whole_minibatches,

@@ -57,6 +57,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
     :param filter_mode: As in :class:`~sb3_influence.InfluencePPO` (default ``"adaptive"``).
     :param filter_confidence: As in :class:`~sb3_influence.InfluencePPO`.
     :param filter_min_reliability: As in :class:`~sb3_influence.InfluencePPO`.
+    :param filter_min_fraction: As in :class:`~sb3_influence.InfluencePPO`.
     :param filter_outcome_gate: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_folds: As in :class:`~sb3_influence.InfluencePPO`.
     :param filter_whole_minibatches: As in :class:`~sb3_influence.InfluencePPO`.
@@ -104,6 +105,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
         filter_mode: str = "adaptive",
         filter_confidence: float = 0.95,
         filter_min_reliability: float = 0.0,
+        filter_min_fraction: float = 0.0,
         filter_outcome_gate: bool = True,
         influence_folds: int = 3,
         filter_whole_minibatches: bool = True,
@@ -118,6 +120,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
             filter_mode,
             filter_confidence,
             filter_min_reliability,
+            filter_min_fraction,
             filter_outcome_gate,
             influence_folds,
             filter_whole_minibatches,

@@ -75,6 +75,9 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
     :param filter_min_reliability: ``"adaptive"`` and ``"reliability"`` modes: nothing is dropped in an iteration
         whose cross-fitted scores have a split reliability below this. Both cross-fitted rules drop nothing (a warning
         says so) with continuous (``Box``) actions, where filtering cost PPO return on the no-harm panel.
+    :param filter_min_fraction: ``"reliability"`` mode: the least fraction of the negatively scored records dropped
+        in an iteration where the rule does not abstain (open gate, reliability at least ``filter_min_reliability``),
+        however low the reliability: ``max(filter_min_fraction, p * clip(rho, 0, 1))``. Default 0 (none).
     :param filter_outcome_gate: ``"adaptive"`` and ``"reliability"`` modes: drop nothing until two recent episodes
         have had different returns (:meth:`~sb3_influence.iif.InfluenceFilterMixin.no_outcome_variation`; needs a
         ``Monitor``-wrapped env, else the gate stays open with a warning).
@@ -130,6 +133,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         filter_mode: str = "reliability",
         filter_confidence: float = 0.95,
         filter_min_reliability: float = 0.0,
+        filter_min_fraction: float = 0.0,
         filter_outcome_gate: bool = True,
         influence_folds: int = 3,
         filter_whole_minibatches: bool = True,
@@ -144,6 +148,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
             filter_mode,
             filter_confidence,
             filter_min_reliability,
+            filter_min_fraction,
             filter_outcome_gate,
             influence_folds,
             filter_whole_minibatches,

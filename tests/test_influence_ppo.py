@@ -287,7 +287,7 @@ def test_reliability_mode_drops_what_its_rule_says_on_the_cross_fitted_scores():
         model.learn(512)
     report = model.last_influence
     assert captured["reliability"] == report.reliability and np.isfinite(report.reliability)
-    assert captured["args"] == (0.5, 0.0, 64)
+    assert captured["args"] == (0.5, 0.0, 64, 0.0)
     wanted = int((~reliability_filter_mask(captured["scores"], report.reliability, 0.5)).sum())
     assert report.n_kept % 64 == 0 and abs(report.n_dropped - wanted) < 64  # the rule's count, in whole minibatches
     assert model.logger.name_to_value["influence/reliability"] == report.reliability
