@@ -39,7 +39,14 @@ from sb3_influence.filtering import (
 )
 from sb3_influence.objectives import InfluenceObjective, ReturnObjective
 from sb3_influence.records import RolloutRecords
-from sb3_influence.scoring import INFLUENCE_LOSSES, PRECONDITIONERS, model_crossfit_scores, model_influence_scores
+from sb3_influence.scoring import (
+    ADVANTAGE_NORMS,
+    INFLUENCE_LOSSES,
+    PRECONDITIONERS,
+    minibatch_groups,
+    model_crossfit_scores,
+    model_influence_scores,
+)
 
 #: ``filter_fraction`` when none is given, per ``filter_mode``: the adaptive rule is capped by its test only.
 DEFAULT_FILTER_FRACTIONS: dict[str, float] = {
@@ -154,9 +161,9 @@ class InfluenceFilterMixin:
     the parent's ``__init__``. The parent's ``train()`` then runs on the kept records of every rollout.
 
     The settings (documented in :class:`~sb3_influence.InfluencePPO`) are attributes: ``filter_fraction``,
-    ``filter_mode``, ``filter_confidence``, ``filter_min_reliability``, ``filter_min_fraction``, ``filter_outcome_gate``, ``influence_folds``,
-    ``filter_whole_minibatches``, ``influence_objective``, ``influence_chunk_size``, ``influence_preconditioner``,
-    ``influence_loss``.
+    ``filter_mode``, ``filter_confidence``, ``filter_min_reliability``, ``filter_min_fraction``,
+    ``filter_outcome_gate``, ``influence_folds``, ``filter_whole_minibatches``, ``influence_objective``,
+    ``influence_chunk_size``, ``influence_preconditioner``, ``influence_loss``, ``influence_advantage_norm``.
     Scores use the parent's own loss settings (``ent_coef``, ``vf_coef``, ``normalize_advantage``).
 
     Hooks for the host algorithm: :meth:`_default_buffer_classes`, :meth:`_minibatch_size`,
@@ -186,6 +193,7 @@ class InfluenceFilterMixin:
     influence_chunk_size: int
     influence_preconditioner: str
     influence_loss: str
+    influence_advantage_norm: str
     last_influence: InfluenceReport | None
 
     def _init_influence(
@@ -202,6 +210,7 @@ class InfluenceFilterMixin:
         influence_chunk_size: int,
         influence_preconditioner: str,
         influence_loss: str,
+        influence_advantage_norm: str,
     ) -> None:
         """Set and check the IIF settings (before the parent's constructor, so bad input fails before any env is built)."""
         self.filter_fraction = filter_fraction
@@ -216,6 +225,7 @@ class InfluenceFilterMixin:
         self.influence_chunk_size = influence_chunk_size
         self.influence_preconditioner = influence_preconditioner
         self.influence_loss = influence_loss
+        self.influence_advantage_norm = influence_advantage_norm
         self._check_influence_args()
         self.last_influence = None
 
@@ -280,6 +290,10 @@ class InfluenceFilterMixin:
             )
         if self.influence_loss not in INFLUENCE_LOSSES:
             raise ValueError(f"Unknown influence_loss {self.influence_loss!r}, expected one of {INFLUENCE_LOSSES}")
+        if self.influence_advantage_norm not in ADVANTAGE_NORMS:
+            raise ValueError(
+                f"Unknown influence_advantage_norm {self.influence_advantage_norm!r}, expected one of {ADVANTAGE_NORMS}"
+            )
         if self.influence_preconditioner not in PRECONDITIONERS:
             raise ValueError(
                 f"Unknown influence_preconditioner {self.influence_preconditioner!r}, expected one of {PRECONDITIONERS}"
@@ -391,6 +405,18 @@ class InfluenceFilterMixin:
     def _can_cross_fit(self) -> bool:
         """Whether the buffer has at least one step per env for each of the ``influence_folds`` folds."""
         return int(self.n_steps) >= self.influence_folds  # type: ignore[attr-defined]
+
+    def _influence_advantage_groups(self, n: int) -> np.ndarray | None:
+        """
+        ``influence_advantage_norm="minibatch"``: the minibatch of each of the ``n`` records in a random permutation
+        drawn from ``seed`` and ``num_timesteps`` (the same for every score of one rollout, the diagnostics' included;
+        the global RNG is not touched). ``None`` (whole-buffer standardisation) otherwise, and where the update has no
+        record minibatches.
+        """
+        if self.influence_advantage_norm != "minibatch" or not self._rounds_to_minibatches():
+            return None
+        seed = 0 if self.seed is None else int(self.seed) % 2**32
+        return minibatch_groups(n, int(self._minibatch_size() or n), np.random.default_rng([seed, int(self.num_timesteps)]))
 
     @property
     def fraction(self) -> float:

@@ -125,6 +125,7 @@ class InfluenceA2C(InfluenceFilterMixin, A2C):
             influence_chunk_size,
             influence_preconditioner,
             influence_loss,
+            "buffer",  # influence_advantage_norm: no record minibatches to standardise within
         )
         super().__init__(
             policy,

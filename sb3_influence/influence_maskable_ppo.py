@@ -66,6 +66,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
     :param influence_chunk_size: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_preconditioner: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_loss: As in :class:`~sb3_influence.InfluencePPO`.
+    :param influence_advantage_norm: As in :class:`~sb3_influence.InfluencePPO`.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -113,6 +114,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
         influence_chunk_size: int = 2048,
         influence_preconditioner: str = "none",
         influence_loss: str = "ppo",
+        influence_advantage_norm: str = "buffer",
         _init_setup_model: bool = True,
     ):
         self._init_influence(
@@ -128,6 +130,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
             influence_chunk_size,
             influence_preconditioner,
             influence_loss,
+            influence_advantage_norm,
         )
         super().__init__(
             policy,

@@ -92,6 +92,11 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
     :param influence_loss: The per-record loss whose gradient is scored: ``"ppo"`` (PPO's own: policy, entropy and
         value terms) or ``"policy"`` (the policy term alone, as the paper's code; differs only where the value
         function or the entropy shares parameters with the policy, such as a shared CNN).
+    :param influence_advantage_norm: How the scores' per-record loss standardises advantages (with
+        ``normalize_advantage``): ``"buffer"`` (over the whole buffer) or ``"minibatch"`` (within the ``batch_size``
+        minibatches of one random permutation of the buffer, as PPO's update does and as the paper's code scores;
+        the permutation is drawn from ``seed`` and the iteration, see
+        :func:`~sb3_influence.scoring.minibatch_groups`).
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -141,6 +146,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         influence_chunk_size: int = 2048,
         influence_preconditioner: str = "none",
         influence_loss: str = "ppo",
+        influence_advantage_norm: str = "buffer",
         _init_setup_model: bool = True,
     ):
         self._init_influence(
@@ -156,6 +162,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
             influence_chunk_size,
             influence_preconditioner,
             influence_loss,
+            influence_advantage_norm,
         )
         super().__init__(
             policy,

@@ -136,6 +136,7 @@ class InfluenceRecurrentPPO(InfluenceFilterMixin, RecurrentPPO):
             influence_chunk_size,
             influence_preconditioner,
             influence_loss,
+            "buffer",  # influence_advantage_norm: no record minibatches to standardise within
         )
         super().__init__(
             policy,

@@ -30,6 +30,9 @@ from sb3_influence.records import RolloutRecords, evaluate_records
 PRECONDITIONERS = ("none", "adam")
 #: Per-record losses a model can score (``influence_loss``): PPO's own, or its policy term alone (the paper's code).
 INFLUENCE_LOSSES = ("ppo", "policy")
+#: How the scores' per-record loss standardises advantages (``influence_advantage_norm``): over the whole buffer, or
+#: within the minibatches of a random permutation (the paper's code: the first epoch's minibatches).
+ADVANTAGE_NORMS = ("buffer", "minibatch")
 
 
 def trainable_parameters(policy: nn.Module) -> list[nn.Parameter]:
@@ -161,10 +164,40 @@ def standardized_advantages(advantages: th.Tensor, normalize: bool) -> th.Tensor
     return advantages
 
 
-def _standardized_finite(advantages: th.Tensor, finite: th.Tensor, normalize: bool) -> th.Tensor:
-    """``A~`` over the finite records (standardised as in :func:`standardized_advantages`); 0 elsewhere."""
+def minibatch_groups(n: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    """
+    The minibatch of each of ``n`` records in one random permutation, as SB3's ``RolloutBuffer.get`` draws an epoch:
+    records ``perm[j * batch_size:(j + 1) * batch_size]`` form minibatch ``j`` (the last one may be smaller).
+
+    :param n: Number of records (flat, in the buffer's ``(step, env)`` order).
+    :param batch_size: Records per minibatch (positive).
+    :param rng: The random generator of the permutation.
+    :return: Integer array ``(n,)``: the minibatch of each record.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    groups = np.empty(n, dtype=np.int64)
+    groups[rng.permutation(n)] = np.arange(n) // int(batch_size)
+    return groups
+
+
+def _standardized_finite(
+    advantages: th.Tensor, finite: th.Tensor, normalize: bool, groups: np.ndarray | None = None
+) -> th.Tensor:
+    """
+    ``A~`` over the finite records (standardised as in :func:`standardized_advantages`), within each group of
+    ``groups`` (flat group ids) when given; 0 elsewhere.
+    """
     out = th.zeros_like(advantages)
-    out[finite] = standardized_advantages(advantages[finite], normalize)
+    if groups is None:
+        out[finite] = standardized_advantages(advantages[finite], normalize)
+        return out
+    group_ids = th.as_tensor(np.asarray(groups).reshape(-1), device=advantages.device)
+    if group_ids.shape != advantages.shape:
+        raise ValueError(f"advantage_groups must hold one group per record ({advantages.numel()}), got {groups.size}")
+    for group in th.unique(group_ids[finite]):
+        members = finite & (group_ids == group)
+        out[members] = standardized_advantages(advantages[members], normalize)
     return out
 
 
@@ -178,6 +211,7 @@ def _directional_scores(
     vf_coef: float,
     normalize_advantage: bool,
     chunk_size: int,
+    advantage_groups: np.ndarray | None,
 ) -> th.Tensor:
     """
     ``<d, -grad l_i>`` for every direction ``d`` and every finite record (NaN for the others): one JVP pass per direction.
@@ -188,7 +222,9 @@ def _directional_scores(
     finite_np = records.finite
     scores = th.full((len(directions), records.n), float("nan"), dtype=th.float32, device=device)
     finite = th.as_tensor(finite_np, device=device)
-    adv = _standardized_finite(th.as_tensor(records.advantages, dtype=th.float32, device=device), finite, normalize_advantage)
+    adv = _standardized_finite(
+        th.as_tensor(records.advantages, dtype=th.float32, device=device), finite, normalize_advantage, advantage_groups
+    )
     returns = th.as_tensor(np.where(finite_np, records.returns, 0.0), dtype=th.float32, device=device)
     for row, direction in enumerate(directions):
         tangents = {p: g.detach() for p, g in zip(params, direction, strict=True) if g is not None}
@@ -232,6 +268,7 @@ def influence_scores(
     normalize_advantage: bool = True,
     chunk_size: int = 2048,
     optimizer: th.optim.Optimizer | None = None,
+    advantage_groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """
     TracIn influence ``I_i = <grad f(theta), -grad l_i(theta)>`` of every record on ``f`` at the current parameters.
@@ -252,9 +289,13 @@ def influence_scores(
     :param chunk_size: The most records per forward pass (bounds memory).
     :param optimizer: If an ``Adam``/``AdamW`` optimizer is given, measure influence along Adam's
         preconditioned direction (see :func:`adam_precondition`); otherwise plain SGD TracIn.
+    :param advantage_groups: Optional group of each record (``(n_steps, n_envs)`` or flat, e.g.
+        :func:`minibatch_groups`): advantages are then standardised within each group instead of over the buffer.
     :return: Scores of shape ``(n_steps, n_envs)`` (float64), the layout of ``rollout_buffer.advantages``.
     """
-    return _scores_along(policy, records, [objective], ent_coef, vf_coef, normalize_advantage, chunk_size, optimizer)[0]
+    return _scores_along(
+        policy, records, [objective], ent_coef, vf_coef, normalize_advantage, chunk_size, optimizer, advantage_groups
+    )[0]
 
 
 def _scores_along(
@@ -266,6 +307,7 @@ def _scores_along(
     normalize_advantage: bool,
     chunk_size: int,
     optimizer: th.optim.Optimizer | None,
+    advantage_groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Scores along the gradient of each objective: ``(len(objectives), n_steps, n_envs)`` float64."""
     if chunk_size < 1:
@@ -289,6 +331,7 @@ def _scores_along(
             vf_coef=vf_coef,
             normalize_advantage=normalize_advantage,
             chunk_size=chunk_size,
+            advantage_groups=advantage_groups,
         )
     finally:
         policy.set_training_mode(was_training)
@@ -398,6 +441,7 @@ def crossfit_influence_scores(
     normalize_advantage: bool = True,
     chunk_size: int = 2048,
     optimizer: th.optim.Optimizer | None = None,
+    advantage_groups: np.ndarray | None = None,
 ) -> CrossFitScores:
     """
     Cross-fitted return-objective influence (:class:`CrossFitScores`): the return objective's gradient over each
@@ -414,11 +458,14 @@ def crossfit_influence_scores(
     :param normalize_advantage: Whether the per-record loss uses standardised advantages.
     :param chunk_size: The most records per forward pass.
     :param optimizer: An ``Adam``/``AdamW`` optimizer for Adam-preconditioned directions, or ``None``.
+    :param advantage_groups: As in :func:`influence_scores`.
     :return: The cross-fitted scores.
     """
     folds = fold_ids(records.n_steps, records.n_envs, n_folds)
     objectives: list[InfluenceObjective | None] = [ReturnObjective(mask=folds == j) for j in range(n_folds)]
-    by_fold = _scores_along(policy, records, objectives, ent_coef, vf_coef, normalize_advantage, chunk_size, optimizer)
+    by_fold = _scores_along(
+        policy, records, objectives, ent_coef, vf_coef, normalize_advantage, chunk_size, optimizer, advantage_groups
+    )
     return CrossFitScores(by_fold=by_fold, folds=folds)
 
 
@@ -441,22 +488,24 @@ def model_influence_scores(
     :return: Scores ``(n_steps, n_envs)``.
     """
     records = RolloutRecords.from_buffer(model.rollout_buffer) if records is None else records
-    return influence_scores(model.policy, records, objective, **_model_settings(model, chunk_size))
+    return influence_scores(model.policy, records, objective, **_model_settings(model, records, chunk_size))
 
 
-def _model_settings(model: Any, chunk_size: int = 2048) -> dict[str, Any]:
+def _model_settings(model: Any, records: RolloutRecords, chunk_size: int = 2048) -> dict[str, Any]:
     """
     A model's per-record loss settings, chunk size and (for ``influence_preconditioner="adam"``) optimizer. With
     ``influence_loss="policy"`` the loss is the policy term alone: no entropy or value term.
     """
     adam = getattr(model, "influence_preconditioner", "none") == "adam"
     policy_only = getattr(model, "influence_loss", "ppo") == "policy"
+    groups = getattr(model, "_influence_advantage_groups", None)  # influence_advantage_norm="minibatch"
     return dict(
         ent_coef=0.0 if policy_only else float(model.ent_coef),
         vf_coef=0.0 if policy_only else float(model.vf_coef),
         normalize_advantage=bool(model.normalize_advantage),
         chunk_size=int(getattr(model, "influence_chunk_size", chunk_size)),
         optimizer=model.policy.optimizer if adam else None,
+        advantage_groups=groups(records.n) if groups is not None else None,
     )
 
 
@@ -471,7 +520,7 @@ def model_crossfit_scores(model: Any, records: RolloutRecords | None = None, n_f
     :return: The cross-fitted scores.
     """
     records = RolloutRecords.from_buffer(model.rollout_buffer) if records is None else records
-    return crossfit_influence_scores(model.policy, records, n_folds, **_model_settings(model))
+    return crossfit_influence_scores(model.policy, records, n_folds, **_model_settings(model, records))
 
 
 def _tangent(x: th.Tensor) -> th.Tensor:

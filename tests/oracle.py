@@ -58,7 +58,9 @@ def return_objective_fn(model: PPO, mask: np.ndarray):
     return f
 
 
-def oracle_scores(model: PPO, objective_fn=None, direction_fn=None, include=None, policy_only=False) -> np.ndarray:
+def oracle_scores(
+    model: PPO, objective_fn=None, direction_fn=None, include=None, policy_only=False, advantage_groups=None
+) -> np.ndarray:
     """
     I_i = <grad f, -grad l_i> with l_i PPO's per-record loss (ratio form, clipping inactive at theta_k).
 
@@ -72,6 +74,8 @@ def oracle_scores(model: PPO, objective_fn=None, direction_fn=None, include=None
     :param include: optional boolean ``(n_steps, n_envs)``: only these records enter the return objective and the
         advantage standardisation, and only they are scored (NaN elsewhere). Default: the records with finite data.
     :param policy_only: score the policy term of the loss alone (no entropy or value term).
+    :param advantage_groups: optional group id per record ``(n_steps, n_envs)``: advantages are standardised
+        within each group (over its included records) instead of over the buffer.
     """
     policy, buffer = model.policy, model.rollout_buffer
     assert not buffer.generator_ready
@@ -91,8 +95,11 @@ def oracle_scores(model: PPO, objective_fn=None, direction_fn=None, include=None
         g = direction_fn(params, g)
     adv = raw_adv.clone()
     if model.normalize_advantage:
-        kept = raw_adv[th.as_tensor(include)]
-        adv[th.as_tensor(include)] = (kept - kept.mean()) / (kept.std() + 1e-8)
+        groups = np.zeros((n_steps, n_envs), dtype=int) if advantage_groups is None else advantage_groups
+        for group in np.unique(groups[include]):
+            members = th.as_tensor(include & (groups == group))
+            kept = raw_adv[members]
+            adv[members] = (kept - kept.mean()) / (kept.std() + 1e-8) if kept.numel() > 1 else kept
     scores = np.full((n_steps, n_envs), np.nan)
     for step in range(n_steps):
         for env in range(n_envs):

@@ -90,6 +90,19 @@ def test_policy_term_scores_match_oracle(algo):
     _assert_close(fast, slow)
 
 
+def test_maskable_minibatch_advantage_norm_matches_oracle():
+    # cross-fitted fold scores with advantages standardised within the minibatches of one permutation
+    def fn(m):
+        groups = m._influence_advantage_groups(m.n_steps * m.n_envs).reshape(m.n_steps, m.n_envs)
+        folds = fold_ids(m.n_steps, m.n_envs, 3)
+        oracles = [oracle_scores(m, return_objective_fn(m, folds == j), advantage_groups=groups) for j in range(3)]
+        return model_crossfit_scores(m, n_folds=3), oracles
+
+    crossfit, oracles = _at_rollout_end(_make("maskable_ppo", influence_advantage_norm="minibatch"), fn)
+    for fast, slow in zip(crossfit.by_fold, oracles, strict=True):
+        _assert_close(fast, slow)
+
+
 @pytest.mark.parametrize("algo", ["maskable_ppo", "recurrent_ppo"])
 def test_crossfit_fold_scores_match_oracle(algo):
     def fn(m):

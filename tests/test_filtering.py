@@ -134,6 +134,19 @@ def test_reliability_rule_drops_nothing_from_a_noise_ranking():
     assert reliability_filter_mask(np.array([1.0, 2.0]), 1.0, 1.0).all()  # no negative score
 
 
+def test_reliability_rule_min_fraction_is_a_floor_on_the_share_dropped():
+    scores = np.array([-5.0, -4.0, -3.0, -2.0, -1.0, -0.5, -0.25, -0.1, 1.0, 2.0])  # N_neg = 8
+    # max(0.25, 0.5 * clip(rho, 0, 1)) of the 8 negatives: the floor binds at low or negative rho ...
+    for rho, dropped in ((0.0, 2), (-0.4, 2), (0.2, 2), (0.75, 3), (1.0, 4)):
+        kept = reliability_filter_mask(scores, rho, 0.5, min_reliability=-1.0, min_fraction=0.25)
+        np.testing.assert_array_equal(np.flatnonzero(~kept), np.arange(dropped))
+    # ... but not below min_reliability, nor with a NaN reliability (a closed gate, an abstention)
+    assert reliability_filter_mask(scores, -0.4, 0.5, min_fraction=0.25).all()  # min_reliability 0
+    assert reliability_filter_mask(scores, float("nan"), 0.5, min_reliability=-1.0, min_fraction=0.25).all()
+    with pytest.raises(ValueError, match="min_fraction"):
+        reliability_filter_mask(scores, 1.0, 0.25, min_fraction=0.5)
+
+
 def test_reliability_rule_bad_input():
     with pytest.raises(ValueError, match="finite"):
         reliability_filter_mask(np.array([np.nan, -1.0]), 0.5)

@@ -15,7 +15,13 @@ from stable_baselines3.common.envs import (
 )
 
 from sb3_influence import ActionObjective, InfluencePPO, MiniGridCNN, RolloutRecords, influence_scores
-from sb3_influence.scoring import CrossFitScores, adam_precondition, crossfit_influence_scores, fold_ids
+from sb3_influence.scoring import (
+    CrossFitScores,
+    adam_precondition,
+    crossfit_influence_scores,
+    fold_ids,
+    minibatch_groups,
+)
 from tests.oracle import oracle_scores, return_objective_fn
 
 N_STEPS, N_ENVS = 16, 2
@@ -117,6 +123,36 @@ def test_policy_term_scores_match_oracle():
     assert np.abs(full - slow).max() > 1e-2 * np.abs(slow).max()  # the value term matters with a shared CNN
     with pytest.raises(ValueError, match="influence_loss"):
         model("value")
+
+
+def test_minibatch_advantage_norm_matches_oracle():
+    # influence_advantage_norm="minibatch" (the paper's code): advantages standardised within each minibatch of a
+    # permutation drawn from the seed and the iteration, the same for every score of the rollout
+    model = _model(lambda: IdentityEnvMultiDiscrete(dim=3, ep_length=8), influence_advantage_norm="minibatch")
+
+    def fn(m):
+        groups = m._influence_advantage_groups(N_STEPS * N_ENVS)
+        assert np.array_equal(groups, m._influence_advantage_groups(N_STEPS * N_ENVS))  # no RNG state consumed
+        assert np.array_equal(np.bincount(groups), [8] * (N_STEPS * N_ENVS // 8))
+        groups = groups.reshape(N_STEPS, N_ENVS)
+        return m.compute_influence(), oracle_scores(m, advantage_groups=groups), oracle_scores(m)
+
+    callback = CaptureAtRolloutEnd(fn)
+    model.learn(N_STEPS * N_ENVS * 2, callback=callback)
+    fast, slow, whole = callback.result
+    _assert_close(fast, slow)
+    assert np.abs(whole - slow).max() > 1e-3 * np.abs(slow).max()  # the grouping changes the scores
+    with pytest.raises(ValueError, match="influence_advantage_norm"):
+        _model(IdentityEnv, influence_advantage_norm="epoch")
+
+
+def test_minibatch_groups():
+    groups = minibatch_groups(10, 4, np.random.default_rng(0))
+    assert sorted(np.bincount(groups)) == [2, 4, 4]
+    perm = np.random.default_rng(0).permutation(10)  # the permutation's first 4 records form minibatch 0, ...
+    assert np.array_equal(groups[perm], np.arange(10) // 4)
+    with pytest.raises(ValueError, match="batch_size"):
+        minibatch_groups(10, 0, np.random.default_rng(0))
 
 
 def test_nature_cnn_matches_oracle():
