@@ -56,6 +56,11 @@ DEFAULT_FILTER_FRACTIONS: dict[str, float] = {
     "all": 0.125,
     "random": 0.125,
 }
+#: ``filter_min_reliability`` when none is given, per cross-fitted ``filter_mode``: the reliability rule's share
+#: ``max(filter_min_fraction, p * clip(rho, 0, 1))`` needs no cut-off, so that its floor applies at any ``rho``.
+DEFAULT_MIN_RELIABILITIES: dict[str, float] = {"adaptive": 0.0, "reliability": float("-inf")}
+#: ``filter_min_fraction`` when none is given: the paper's smallest p on its tasks with discrete actions (MiniGrid).
+DEFAULT_MIN_FRACTION = 0.125
 
 
 @dataclass(frozen=True)
@@ -184,8 +189,8 @@ class InfluenceFilterMixin:
     filter_fraction: float | None
     filter_mode: str
     filter_confidence: float
-    filter_min_reliability: float
-    filter_min_fraction: float
+    filter_min_reliability: float | None
+    filter_min_fraction: float | None
     filter_outcome_gate: bool
     influence_folds: int
     filter_whole_minibatches: bool
@@ -201,8 +206,8 @@ class InfluenceFilterMixin:
         filter_fraction: float | None,
         filter_mode: str,
         filter_confidence: float,
-        filter_min_reliability: float,
-        filter_min_fraction: float,
+        filter_min_reliability: float | None,
+        filter_min_fraction: float | None,
         filter_outcome_gate: bool,
         influence_folds: int,
         filter_whole_minibatches: bool,
@@ -273,12 +278,17 @@ class InfluenceFilterMixin:
             raise ValueError(f"filter_confidence must be in (0, 1), got {self.filter_confidence!r}")
         if not isinstance(self.filter_outcome_gate, (bool, np.bool_)):
             raise ValueError(f"filter_outcome_gate must be a bool, got {self.filter_outcome_gate!r}")
-        if not isinstance(self.filter_min_reliability, (int, float)) or np.isnan(self.filter_min_reliability):
-            raise ValueError(f"filter_min_reliability must be a number, got {self.filter_min_reliability!r}")
+        min_reliability = self.filter_min_reliability
+        if min_reliability is not None and (
+            isinstance(min_reliability, bool) or not isinstance(min_reliability, (int, float)) or np.isnan(min_reliability)
+        ):
+            raise ValueError(f"filter_min_reliability must be a number or None, got {min_reliability!r}")
         min_fraction = self.filter_min_fraction
-        if isinstance(min_fraction, bool) or not isinstance(min_fraction, (int, float)) or not 0.0 <= min_fraction <= 1.0:
-            raise ValueError(f"filter_min_fraction must be a number in [0, 1], got {min_fraction!r}")
-        if min_fraction > 0 and self.filter_mode != "reliability":
+        if min_fraction is not None and (
+            isinstance(min_fraction, bool) or not isinstance(min_fraction, (int, float)) or not 0.0 <= min_fraction <= 1.0
+        ):
+            raise ValueError(f"filter_min_fraction must be a number in [0, 1] or None, got {min_fraction!r}")
+        if min_fraction is not None and min_fraction > 0 and self.filter_mode != "reliability":
             raise ValueError(f"filter_min_fraction applies to filter_mode='reliability' only, got {self.filter_mode!r}")
         folds = self.influence_folds
         if isinstance(folds, bool) or not isinstance(folds, int) or folds < 3:
@@ -425,6 +435,23 @@ class InfluenceFilterMixin:
             return DEFAULT_FILTER_FRACTIONS[self.filter_mode]
         return float(self.filter_fraction)
 
+    @property
+    def min_reliability(self) -> float:
+        """The reliability cut-off in use: ``filter_min_reliability``, or the mode's default when it is ``None``."""
+        if self.filter_min_reliability is None:
+            return DEFAULT_MIN_RELIABILITIES.get(self.filter_mode, 0.0)
+        return float(self.filter_min_reliability)
+
+    @property
+    def min_fraction(self) -> float:
+        """
+        The reliability rule's least share in use: ``filter_min_fraction`` (default ``DEFAULT_MIN_FRACTION`` in
+        ``"reliability"`` mode, 0 in the others), never above :attr:`fraction`.
+        """
+        if self.filter_min_fraction is None:
+            return min(DEFAULT_MIN_FRACTION, self.fraction) if self.filter_mode == "reliability" else 0.0
+        return min(float(self.filter_min_fraction), self.fraction)
+
     def _score_rollout(self, records: RolloutRecords) -> tuple[np.ndarray, np.ndarray, float, float]:
         """
         The scores of the IIF step: ``(scores, rank_by, reliability, noise_std)``. ``scores`` are the TracIn scores
@@ -475,7 +502,7 @@ class InfluenceFilterMixin:
                     rule_reliability,
                     self.fraction,
                     self.filter_confidence,
-                    self.filter_min_reliability,
+                    self.min_reliability,
                     min_keep,
                 )
             elif self.filter_mode == "reliability":
@@ -483,9 +510,9 @@ class InfluenceFilterMixin:
                     candidates,
                     rule_reliability,
                     self.fraction,
-                    self.filter_min_reliability,
+                    self.min_reliability,
                     min_keep,
-                    min(float(self.filter_min_fraction), self.fraction),
+                    self.min_fraction,
                 )
             else:
                 keep[usable] = filter_mask(candidates, self.fraction, self.filter_mode, min_keep, self._filter_rng)

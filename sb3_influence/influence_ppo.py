@@ -62,8 +62,9 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         reliable (default 0.5); in ``"negative"`` mode the fraction of the negatively scored records to drop (default
         0.125); in ``"all"`` and ``"random"`` modes the fraction of all records. 0 disables filtering (scores are still
         computed and reported).
-    :param filter_mode: ``"reliability"`` (default: drop the ``floor(p * rho * N_neg)`` lowest cross-fitted scores,
-        ``rho`` the ranking's split reliability, see :func:`~sb3_influence.filtering.reliability_filter_mask`),
+    :param filter_mode: ``"reliability"`` (default: drop the ``floor(max(0.125, p * rho) * N_neg)`` lowest
+        cross-fitted scores once outcomes vary, ``rho`` the ranking's split reliability, see
+        :func:`~sb3_influence.filtering.reliability_filter_mask`),
         ``"adaptive"`` (drop only the records whose cross-fitted score is significantly negative, see
         :func:`~sb3_influence.filtering.adaptive_filter_mask`), ``"negative"`` (the paper's rule: drop the
         ``floor(p * N_neg)`` lowest-scored records), ``"all"`` (drop the ``floor(p * N)`` lowest-scored) or
@@ -73,11 +74,14 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
     :param filter_confidence: ``"adaptive"`` mode: the one-sided confidence that a dropped record's cross-fitted
         score is below zero.
     :param filter_min_reliability: ``"adaptive"`` and ``"reliability"`` modes: nothing is dropped in an iteration
-        whose cross-fitted scores have a split reliability below this. Both cross-fitted rules drop nothing (a warning
-        says so) with continuous (``Box``) actions, where filtering cost PPO return on the no-harm panel.
-    :param filter_min_fraction: ``"reliability"`` mode: the least fraction of the negatively scored records dropped
-        in an iteration where the rule does not abstain (open gate, reliability at least ``filter_min_reliability``),
-        however low the reliability: ``max(filter_min_fraction, p * clip(rho, 0, 1))``. Default 0 (none).
+        whose cross-fitted scores have a split reliability below this. ``None`` (default): the mode's own, 0 for
+        ``"adaptive"`` and none (``-inf``) for ``"reliability"``, whose share needs no cut-off. Both cross-fitted
+        rules drop nothing (a warning says so) with continuous (``Box``) actions, where filtering cost PPO return on
+        the no-harm panel.
+    :param filter_min_fraction: ``"reliability"`` mode: the least share of the negatively scored records dropped in
+        an iteration where the rule does not abstain (the gate is open), however low the reliability:
+        ``max(filter_min_fraction, p * clip(rho, 0, 1))``. ``None`` (default): 0.125, the paper's smallest p on its
+        discrete-action tasks (never above ``p``); 0 for the bare reliability-scaled rule.
     :param filter_outcome_gate: ``"adaptive"`` and ``"reliability"`` modes: drop nothing until two recent episodes
         have had different returns (:meth:`~sb3_influence.iif.InfluenceFilterMixin.no_outcome_variation`; needs a
         ``Monitor``-wrapped env, else the gate stays open with a warning).
@@ -137,8 +141,8 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         filter_fraction: float | None = None,
         filter_mode: str = "reliability",
         filter_confidence: float = 0.95,
-        filter_min_reliability: float = 0.0,
-        filter_min_fraction: float = 0.0,
+        filter_min_reliability: float | None = None,
+        filter_min_fraction: float | None = None,
         filter_outcome_gate: bool = True,
         influence_folds: int = 3,
         filter_whole_minibatches: bool = True,

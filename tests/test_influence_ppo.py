@@ -182,6 +182,7 @@ def test_non_finite_scores_leave_records_out_and_skip_an_empty_update(monkeypatc
         (dict(influence_preconditioner="lbfgs"), "influence_preconditioner"),
         (dict(filter_min_fraction=1.5), "filter_min_fraction"),
         (dict(filter_min_fraction=True), "filter_min_fraction"),
+        (dict(filter_min_reliability=float("nan")), "filter_min_reliability"),
         (dict(filter_mode="negative", filter_min_fraction=0.1), "filter_min_fraction"),
         (dict(influence_advantage_norm="epoch"), "influence_advantage_norm"),
         (dict(influence_preconditioner="adam", policy_kwargs=dict(optimizer_class=th.optim.SGD)), "Adam"),
@@ -278,6 +279,20 @@ def test_adaptive_mode_logs_its_decision():
     assert report.n_kept % 32 == 0
 
 
+def test_mode_defaults_of_the_cut_off_and_the_floor():
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32)
+    assert model.filter_min_reliability is None and model.filter_min_fraction is None
+    assert (model.fraction, model.min_reliability, model.min_fraction) == (0.5, float("-inf"), 0.125)
+    small = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, filter_fraction=0.1)
+    assert small.min_fraction == 0.1  # never above p
+    bare = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, filter_min_fraction=0, filter_min_reliability=0)
+    assert (bare.min_reliability, bare.min_fraction) == (0.0, 0.0)
+    adaptive = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, filter_mode="adaptive")
+    assert (adaptive.min_reliability, adaptive.min_fraction) == (0.0, 0.0)
+    paper = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, filter_mode="negative")
+    assert paper.min_fraction == 0.0
+
+
 def test_reliability_mode_drops_what_its_rule_says_on_the_cross_fitted_scores():
     model = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=512, batch_size=64, n_epochs=1, seed=0, filter_mode="reliability")
     assert model.fraction == 0.5
@@ -291,8 +306,8 @@ def test_reliability_mode_drops_what_its_rule_says_on_the_cross_fitted_scores():
         model.learn(512)
     report = model.last_influence
     assert captured["reliability"] == report.reliability and np.isfinite(report.reliability)
-    assert captured["args"] == (0.5, 0.0, 64, 0.0)
-    wanted = int((~reliability_filter_mask(captured["scores"], report.reliability, 0.5)).sum())
+    assert captured["args"] == (0.5, float("-inf"), 64, 0.125)  # p, no cut-off, one minibatch, the floor
+    wanted = int((~reliability_filter_mask(captured["scores"], report.reliability, *captured["args"])).sum())
     assert report.n_kept % 64 == 0 and abs(report.n_dropped - wanted) < 64  # the rule's count, in whole minibatches
     assert model.logger.name_to_value["influence/reliability"] == report.reliability
 
