@@ -148,10 +148,10 @@ def reliability_filter_mask(
 
     With cross-fitted scores ``c_i`` (:class:`~sb3_influence.scoring.CrossFitScores`), ``N_neg`` of them below
     zero, and their split reliability ``rho`` (the share of the scores' variance that the folds agree on), the
-    ``floor(p * clip(rho, 0, 1) * N_neg)`` lowest-scored records are dropped. A ranking that is pure noise
-    (``rho <= 0``) drops nothing; a fully reliable one drops as the paper's rule with fraction ``p``. Nothing
-    is dropped when ``rho`` is below ``min_reliability`` or NaN, and at least ``min_keep`` records are kept.
-    Ties are broken by position; no random numbers are used.
+    ``floor(max(min_fraction, p * clip(rho, 0, 1)) * N_neg)`` lowest-scored records are dropped. With
+    ``min_fraction=0`` a ranking that is pure noise (``rho <= 0``) drops nothing; a fully reliable one drops as
+    the paper's rule with fraction ``p``. Nothing is dropped when ``rho`` is below ``min_reliability`` or NaN, and
+    at least ``min_keep`` records are kept. Ties are broken by position; no random numbers are used.
 
     :param scores: Cross-fitted scores, any shape, all finite.
     :param reliability: The folds' agreement (:attr:`CrossFitScores.reliability`).

@@ -423,10 +423,11 @@ class InfluenceFilterMixin:
         the global RNG is not touched). ``None`` (whole-buffer standardisation) otherwise, and where the update has no
         record minibatches.
         """
-        if self.influence_advantage_norm != "minibatch" or not self._rounds_to_minibatches():
+        batch = self._minibatch_size()
+        if self.influence_advantage_norm != "minibatch" or batch is None or not self._rounds_to_minibatches():
             return None
         seed = 0 if self.seed is None else int(self.seed) % 2**32
-        return minibatch_groups(n, int(self._minibatch_size() or n), np.random.default_rng([seed, int(self.num_timesteps)]))
+        return minibatch_groups(n, batch, np.random.default_rng([seed, int(self.num_timesteps)]))
 
     @property
     def fraction(self) -> float:

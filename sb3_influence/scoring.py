@@ -494,7 +494,9 @@ def model_influence_scores(
 def _model_settings(model: Any, records: RolloutRecords, chunk_size: int = 2048) -> dict[str, Any]:
     """
     A model's per-record loss settings, chunk size and (for ``influence_preconditioner="adam"``) optimizer. With
-    ``influence_loss="policy"`` the loss is the policy term alone: no entropy or value term.
+    ``influence_loss="policy"`` the loss is the policy term alone: no entropy or value term. With
+    ``influence_advantage_norm="minibatch"`` the advantages are standardised within the model's minibatch groups of
+    ``records``.
     """
     adam = getattr(model, "influence_preconditioner", "none") == "adam"
     policy_only = getattr(model, "influence_loss", "ppo") == "policy"
