@@ -7,7 +7,15 @@ import pytest
 import torch as th
 
 from sb3_influence.benchmark.metrics import aggregate, compute_metrics, first_reach, rt_peak, se_band
-from sb3_influence.benchmark.plots import markdown_table, paired_table, plot_all, plot_env, summarize, summarize_env
+from sb3_influence.benchmark.plots import (
+    cumulative_seconds,
+    markdown_table,
+    paired_table,
+    plot_all,
+    plot_env,
+    summarize,
+    summarize_env,
+)
 from sb3_influence.benchmark.runner import (
     COLUMNS,
     build_model,
@@ -99,6 +107,33 @@ def test_tiny_end_to_end_run(tmp_path: Path) -> None:
     assert read_run_csv(out / "ppo_seed0.csv").metadata["eval_seed"] == "fresh noise"
     assert (out / "ppo_seed0.csv").read_text() == before
     assert not list(out.glob("*.partial"))
+
+
+def test_eval_every(tmp_path: Path) -> None:
+    out = tmp_path / "CartPole-v1"
+    tiny = [*TINY[:-4], "--n-timesteps", "256", "--eval-episodes", "2"]  # 4 iterations of 64 steps
+    argv = ["--env", "CartPole-v1", "--seeds", "0", "--out", str(out), "--no-progress", *tiny]
+    with pytest.raises(ValueError, match="does not divide the run's 4 iterations"):
+        run_main([*argv, "--algos", "ppo", "--eval-every", "3"])
+    with pytest.raises(ValueError, match="--eval-every must be at least 1"):
+        run_main([*argv, "--algos", "ppo", "--eval-every", "0"])
+    assert not out.exists() or not list(out.glob("*.csv"))
+    paths = run_main([*argv, "--algos", "ppo", "influence_ppo", "--eval-every", "2"])
+    assert len(paths) == 2
+    iif = read_run_csv(out / "influence_ppo_seed0.csv")
+    assert iif.metadata["eval_every"] == "2"
+    np.testing.assert_array_equal(iif.columns["iteration"], [0, 2, 4])
+    np.testing.assert_array_equal(iif.columns["timesteps"], [0, 128, 256])
+    assert np.all(iif.columns["update_s"][1:] > 0) and np.all(iif.columns["score_s"][1:] > 0)
+    # each row holds per-iteration means over two iterations, so the cumulative time counts each row twice
+    per_iteration = iif.columns["collect_s"] + iif.columns["score_s"] + iif.columns["update_s"]
+    np.testing.assert_allclose(cumulative_seconds(iif), 2 * np.cumsum(per_iteration[1:]))
+    (summary,) = summarize_env(out)
+    assert summary.iterations == 4 and summary.timesteps == 256
+    # a variant evaluated on another grid cannot be paired with the baseline
+    run_main([*argv, "--algos", "influence_ppo:filter_mode=random"])
+    with pytest.raises(ValueError, match="different grids"):
+        summarize_env(out)
 
 
 def _rows(curve: list[float], seconds: list[float], score: float) -> list[dict[str, float]]:

@@ -70,11 +70,16 @@ def cumulative_seconds(run: RunData) -> np.ndarray:
     """
     Cumulative training wall-clock (collection + scoring + update) at the end of iterations ``1..T``.
 
+    A row's timing columns are per-iteration means over the iterations since the previous row (one iteration,
+    unless the run was evaluated every few iterations), so each row adds its mean times that number.
+
     :param run: The run.
     :return: The cumulative seconds.
     """
     mask = run.trained
-    return np.cumsum(run.columns["collect_s"][mask] + run.columns["score_s"][mask] + run.columns["update_s"][mask])
+    iterations = np.concatenate([[0.0], run.columns["iteration"][mask]])
+    per_iteration = run.columns["collect_s"][mask] + run.columns["score_s"][mask] + run.columns["update_s"][mask]
+    return np.cumsum(per_iteration * np.diff(iterations))
 
 
 @dataclass
@@ -163,6 +168,12 @@ def summarize_env(folder: str | Path, baseline: str = BASELINE) -> list[VariantS
         seeds = sorted(set(base) & set(runs[label]))
         if not seeds:
             continue
+        grids = {run.metadata.get("eval_every", "1") for run in [*base.values(), *runs[label].values()]}
+        if len(grids) > 1:
+            raise ValueError(
+                f"{folder}: {baseline} and {label} were evaluated on different grids (eval_every {sorted(grids)}); "
+                "their learning curves cannot be paired"
+            )
         per_seed = {
             seed: compute_metrics(
                 curve(base[seed]),
@@ -199,7 +210,7 @@ def summarize_env(folder: str | Path, baseline: str = BASELINE) -> list[VariantS
                 update_s_baseline=mean_col(base_runs, "update_s"),
                 collect_s=mean_col(variant_runs, "collect_s"),
                 kept_fraction=mean_col(variant_runs, "kept_fraction"),
-                iterations=int(first.trained.sum()),
+                iterations=int(first.columns["iteration"][-1]),
                 timesteps=int(first.columns["timesteps"][-1]),
                 eval_episodes=first.metadata.get("eval_episodes", "?"),
             )

@@ -328,6 +328,9 @@ class RunSpec:
     :param eval_seed: ``None``: fresh action noise at every evaluation (as the paper's text); a seed: every
         checkpoint of every run is evaluated on the same fixed test set (the paper's code's effect, see
         :func:`~sb3_influence.benchmark.evaluation.evaluation_returns`).
+    :param eval_every: Evaluate (and write a row) every this many iterations; it must divide the run's number of
+        iterations. A row's timing, drop and reliability columns are then per-iteration means over the iterations
+        since the previous row. ``1`` (default): every iteration, as the paper.
     """
 
     env_id: str
@@ -341,6 +344,7 @@ class RunSpec:
     command: str = ""
     eval_initial: bool = True
     eval_seed: int | None = None
+    eval_every: int = 1
 
     @property
     def csv_path(self) -> Path:
@@ -394,6 +398,18 @@ def environment_metadata() -> dict[str, str]:
     }
 
 
+def run_iterations(n_timesteps: int, rollout_size: int) -> int:
+    """
+    Number of training iterations of ``learn(total_timesteps=n_timesteps)``: SB3 collects rollouts of
+    ``rollout_size = n_steps * n_envs`` steps while fewer than ``n_timesteps`` have been collected.
+
+    :param n_timesteps: The training budget.
+    :param rollout_size: Steps per rollout.
+    :return: The number of iterations, ``ceil(n_timesteps / rollout_size)``.
+    """
+    return -(-n_timesteps // rollout_size)
+
+
 def _evaluate(model: Any, eval_env: Any, n_episodes: int, seed: int | None = None) -> tuple[float, float]:
     """Mean and standard deviation of :func:`~sb3_influence.benchmark.evaluation.evaluation_returns`."""
     values = evaluation_returns(model, eval_env, n_episodes, seed)
@@ -402,7 +418,7 @@ def _evaluate(model: Any, eval_env: Any, n_episodes: int, seed: int | None = Non
 
 def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 0) -> Path:
     """
-    Train one model, evaluating it at every iteration boundary, and write its CSV.
+    Train one model, evaluating it every ``spec.eval_every`` iterations, and write its CSV.
 
     :param spec: The run.
     :param torch_threads: ``torch.set_num_threads`` for this process (``None``: leave it).
@@ -414,12 +430,23 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
 
     if torch_threads is not None:
         th.set_num_threads(torch_threads)
+    if isinstance(spec.eval_every, bool) or not isinstance(spec.eval_every, int) or spec.eval_every < 1:
+        raise ValueError(f"eval_every must be a positive integer, got {spec.eval_every!r}")
     hyperparams = spec.hyperparams()
     model = build_model(spec.algo.algo, spec.env_id, hyperparams, spec.seed)
+    n_iterations = run_iterations(int(hyperparams["n_timesteps"]), int(model.n_steps) * int(model.n_envs))
+    if n_iterations % spec.eval_every:
+        raise ValueError(
+            f"eval_every={spec.eval_every} does not divide the run's {n_iterations} iterations "
+            f"({spec.algo.label}, {spec.env_id}): the last iterations would never be evaluated"
+        )
     n_eval_envs = max(1, min(spec.eval_episodes, MAX_EVAL_ENVS))
     eval_env = make_vec_env_from_config(spec.env_id, hyperparams, n_eval_envs, spec.seed + 1_000_000)
     rows: list[dict[str, float | int]] = []
     collect: dict[str, float] = {"start": 0.0, "seconds": 0.0}
+    # per-iteration values since the last written row, averaged into the next row (eval_every > 1)
+    block: list[dict[str, float]] = []
+    trained = {"iterations": 0}
 
     class CollectTimer(BaseCallback):
         def _on_rollout_start(self) -> None:
@@ -445,13 +472,8 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
             reliability = float(report.reliability)
         else:
             score_s, update_s, n_dropped, kept_fraction, reliability = 0.0, elapsed, 0, 1.0, float("nan")
-        mean, std = _evaluate(model, eval_env, spec.eval_episodes, spec.eval_seed)
-        rows.append(
+        block.append(
             dict(
-                iteration=len(rows) + (0 if spec.eval_initial else 1),
-                timesteps=int(model.num_timesteps),
-                eval_mean=mean,
-                eval_std=std,
                 collect_s=collect["seconds"],
                 score_s=score_s,
                 update_s=update_s,
@@ -460,7 +482,18 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
                 reliability=reliability,
             )
         )
-        iteration = int(rows[-1]["iteration"])
+        trained["iterations"] += 1
+        iteration = trained["iterations"]
+        if iteration % spec.eval_every:
+            return
+        mean, std = _evaluate(model, eval_env, spec.eval_episodes, spec.eval_seed)
+        averages = {key: float(np.mean([values[key] for values in block])) for key in block[0]}
+        if all(np.isnan(values["reliability"]) for values in block):
+            averages["reliability"] = float("nan")
+        else:
+            averages["reliability"] = float(np.nanmean([values["reliability"] for values in block]))
+        block.clear()
+        rows.append(dict(iteration=iteration, timesteps=int(model.num_timesteps), eval_mean=mean, eval_std=std, **averages))
         if progress_every and iteration % progress_every == 0:
             print(f"  {spec.csv_path.stem}: iteration {iteration}, eval return {mean:.4g}", flush=True)
 
@@ -495,6 +528,7 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
         "eval_deterministic": False,
         "eval_initial": spec.eval_initial,
         "eval_seed": "fresh noise" if spec.eval_seed is None else spec.eval_seed,
+        "eval_every": spec.eval_every,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "wall_s_including_eval": round(time.time() - started, 3),
         **environment_metadata(),
@@ -698,6 +732,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate every checkpoint on the same fixed test set (env and action noise seeded with this); "
         "default: fresh noise at every evaluation",
     )
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=1,
+        help="evaluate every this many iterations (must divide the run's iterations; default 1, as the paper); "
+        "the metrics then count iterations in steps of this size",
+    )
     parser.add_argument("--no-initial-eval", action="store_true", help="do not evaluate the initial policy (iteration 0)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
     parser.add_argument("--out", default=None, help="output folder (default: benchmarks/results/<env>/)")
@@ -723,6 +764,8 @@ def make_specs(args: argparse.Namespace, command: str = "") -> list[RunSpec]:
     eval_episodes = args.eval_episodes if args.eval_episodes is not None else default_eval_episodes(args.env)
     if eval_episodes < 1:
         raise ValueError("--eval-episodes must be at least 1")
+    if args.eval_every < 1:
+        raise ValueError("--eval-every must be at least 1")
     specs = []
     for seed in args.seeds:
         for algo in algos:
@@ -741,6 +784,7 @@ def make_specs(args: argparse.Namespace, command: str = "") -> list[RunSpec]:
                     command=command,
                     eval_initial=not args.no_initial_eval,
                     eval_seed=args.eval_seed,
+                    eval_every=int(args.eval_every),
                 )
             )
     return specs
