@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sb3_influence.benchmark.runner import COLUMNS, read_run_csv, write_run_csv
+from sb3_influence.benchmark.runner import COLUMNS, finite_mean, read_run_csv, write_run_csv
 
 #: Columns that are per-iteration means in a row (averaged over the merged blocks, weighted by their lengths).
 MEAN_COLUMNS = ("collect_s", "score_s", "update_s", "n_dropped", "kept_fraction", "reliability")
@@ -53,10 +53,7 @@ def regrid(path: Path, every: int, out_dir: Path) -> Path:
         else:
             block = (iterations > previous) & (iterations <= iteration)
             lengths = np.diff(np.concatenate([[previous], iterations[block]])).astype(float)
-            for name in MEAN_COLUMNS:
-                values = run.columns[name][block]
-                finite = np.isfinite(values)
-                row[name] = float(np.average(values[finite], weights=lengths[finite])) if finite.any() else float("nan")
+            row.update({name: finite_mean(run.columns[name][block], lengths) for name in MEAN_COLUMNS})
             previous = int(iteration)
         rows.append({name: int(value) if name in ("iteration", "timesteps") else float(value) for name, value in row.items()})
     metadata = dict(run.metadata)

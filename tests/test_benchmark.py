@@ -19,6 +19,7 @@ from sb3_influence.benchmark.plots import (
 from sb3_influence.benchmark.runner import (
     COLUMNS,
     build_model,
+    finite_mean,
     load_hyperparams,
     parse_algo_spec,
     read_run_csv,
@@ -134,6 +135,14 @@ def test_eval_every(tmp_path: Path) -> None:
     run_main([*argv, "--algos", "influence_ppo:filter_mode=random"])
     with pytest.raises(ValueError, match="different grids"):
         summarize_env(out)
+
+
+def test_finite_mean() -> None:
+    assert finite_mean([1.0, 3.0]) == 2.0
+    assert finite_mean([1.0, np.nan, 3.0]) == 2.0
+    assert np.isnan(finite_mean([np.nan, np.nan]))
+    assert finite_mean([1.0, 4.0], weights=[2, 1]) == 2.0
+    assert finite_mean([1.0, np.nan, 4.0], weights=[2, 5, 1]) == 2.0  # the NaN's weight goes with it
 
 
 def _rows(curve: list[float], seconds: list[float], score: float) -> list[dict[str, float]]:

@@ -410,6 +410,22 @@ def run_iterations(n_timesteps: int, rollout_size: int) -> int:
     return -(-n_timesteps // rollout_size)
 
 
+def finite_mean(values: Sequence[float] | np.ndarray, weights: Sequence[float] | np.ndarray | None = None) -> float:
+    """
+    Mean of the finite entries of ``values`` (weighted by the matching ``weights`` when given), NaN when none is
+    finite: a CSV row's value over the iterations it stands for (a run's reliability is NaN in the fixed modes).
+
+    :param values: The values.
+    :param weights: Their weights (e.g. how many iterations each stands for), or ``None`` for equal weights.
+    :return: The mean.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(array)
+    if not finite.any():
+        return float("nan")
+    return float(np.average(array[finite], weights=None if weights is None else np.asarray(weights, np.float64)[finite]))
+
+
 def _evaluate(model: Any, eval_env: Any, n_episodes: int, seed: int | None = None) -> tuple[float, float]:
     """Mean and standard deviation of :func:`~sb3_influence.benchmark.evaluation.evaluation_returns`."""
     values = evaluation_returns(model, eval_env, n_episodes, seed)
@@ -487,11 +503,7 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
         if iteration % spec.eval_every:
             return
         mean, std = _evaluate(model, eval_env, spec.eval_episodes, spec.eval_seed)
-        averages = {key: float(np.mean([values[key] for values in block])) for key in block[0]}
-        if all(np.isnan(values["reliability"]) for values in block):
-            averages["reliability"] = float("nan")
-        else:
-            averages["reliability"] = float(np.nanmean([values["reliability"] for values in block]))
+        averages = {key: finite_mean([values[key] for values in block]) for key in block[0]}
         block.clear()
         rows.append(dict(iteration=iteration, timesteps=int(model.num_timesteps), eval_mean=mean, eval_std=std, **averages))
         if progress_every and iteration % progress_every == 0:
