@@ -18,6 +18,7 @@ from sb3_influence.benchmark.plots import (
 )
 from sb3_influence.benchmark.runner import (
     COLUMNS,
+    STOP_FILE,
     build_model,
     finite_mean,
     load_hyperparams,
@@ -135,6 +136,23 @@ def test_eval_every(tmp_path: Path) -> None:
     run_main([*argv, "--algos", "influence_ppo:filter_mode=random"])
     with pytest.raises(ValueError, match="different grids"):
         summarize_env(out)
+
+
+def test_max_runs_and_stop_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "CartPole-v1"
+    argv = ["--env", "CartPole-v1", "--seeds", "0", "1", "2", "--out", str(out), "--no-progress", *TINY, "--algos", "ppo"]
+    with pytest.raises(ValueError, match="max_runs must be at least 0"):
+        run_main([*argv, "--max-runs", "-1"])
+    assert [p.name for p in run_main([*argv, "--max-runs", "1"])] == ["ppo_seed0.csv"]
+    assert "2 runs not started" in capsys.readouterr().out
+    (out / STOP_FILE).touch()
+    assert run_main(argv) == []
+    assert f"a {STOP_FILE} file exists" in capsys.readouterr().out
+    (out / STOP_FILE).unlink()
+    # in worker processes too: at most --jobs runs are handed out at a time, and the sweep resumes
+    assert [p.name for p in run_main([*argv, "--jobs", "2", "--max-runs", "1"])] == ["ppo_seed1.csv"]
+    assert [p.name for p in run_main(argv)] == ["ppo_seed2.csv"]
+    assert sorted(p.name for p in out.glob("*.csv")) == ["ppo_seed0.csv", "ppo_seed1.csv", "ppo_seed2.csv"]
 
 
 def test_finite_mean() -> None:

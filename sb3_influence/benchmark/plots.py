@@ -368,8 +368,9 @@ evaluation noise that gives PPO a spurious new best (then reached late or never 
 iteration past its budget) pulls it down, even when IIF's final return is better. SE_peak: the same at PPO's peak \
 return. RT_peak: 1 - (IIF's wall-clock time to reach PPO's peak) / (PPO's whole run time). Cells: mean ± standard \
 error over seeds [95% bootstrap interval]. ΔAUC: the mean evaluated return over the curve, variant minus PPO, paired \
-by seed (mean and 95% BCa interval); Δfinal: the same for the mean of the last three evaluations; an interval that \
-reaches 0 or above means no harm beyond noise. P(variant > PPO): rliable's probability of improvement of the AUC \
+by seed (mean and 95% BCa interval); Δfinal: the same for the mean of the last three evaluations (the last 3K \
+iterations of a run evaluated every K iterations); an interval that reaches 0 or above means no harm beyond \
+noise. P(variant > PPO): rliable's probability of improvement of the AUC \
 (stratified bootstrap 95% interval; 0.5 = a tie). IQM: rliable's interquartile mean of the AUC min-max-normalised \
 per env over every run of that env."""
 

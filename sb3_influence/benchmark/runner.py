@@ -658,43 +658,81 @@ def _worker(spec: RunSpec, progress_every: int = 0) -> str:
     return str(run_one(spec, torch_threads=1, progress_every=progress_every))
 
 
-def run_sweep(specs: Sequence[RunSpec], jobs: int = 1, progress: bool = True) -> list[Path]:
+#: A file of this name in a sweep's output folder stops the sweep: no new run starts once it exists.
+STOP_FILE = "STOP"
+
+
+def run_sweep(specs: Sequence[RunSpec], jobs: int = 1, progress: bool = True, max_runs: int | None = None) -> list[Path]:
     """
     Run every spec, ``jobs`` at a time in separate processes (each with one torch thread).
 
     A run whose CSV already exists is skipped (CSVs are written whole when a run ends, so an existing one is
     complete): nothing is overwritten, and a stopped sweep resumes where it was when started again.
+    At most ``jobs`` runs are handed to the processes at a time, so a sweep can be stopped between runs: once a
+    file named :data:`STOP_FILE` exists in the next run's output folder, or ``max_runs`` runs have started, no new
+    run starts, the running ones finish and write their CSVs, and the call returns.
 
     :param specs: The runs.
     :param jobs: Parallel processes (1: in this process, one after the other).
     :param progress: Show a tqdm bar over finished runs, and a line every :data:`PROGRESS_EVERY` iterations of each.
+    :param max_runs: Start at most this many new runs (``None``: all of them).
     :return: The CSV paths of the runs this call made, in the order they finished.
     """
     from tqdm import tqdm
 
+    if max_runs is not None and max_runs < 0:
+        raise ValueError(f"max_runs must be at least 0, not {max_runs}")
     done = [spec for spec in specs if spec.csv_path.exists()]
     if done:
         print(f"{len(done)} of {len(specs)} runs already have a CSV, kept and skipped (e.g. {done[0].csv_path})", flush=True)
-    specs = [spec for spec in specs if not spec.csv_path.exists()]
+    pending = [spec for spec in specs if not spec.csv_path.exists()]
+    limit = len(pending) if max_runs is None else min(max_runs, len(pending))
     every = PROGRESS_EVERY if progress else 0
     paths: list[Path] = []
-    bar = tqdm(total=len(specs), desc="runs", disable=not progress, dynamic_ncols=True)
+    started = 0
+    stop_seen = False
+
+    def next_spec() -> RunSpec | None:
+        nonlocal started, stop_seen
+        if started >= limit:
+            return None
+        spec = pending[started]
+        if (Path(spec.out_dir) / STOP_FILE).exists():
+            stop_seen = True
+            return None
+        started += 1
+        return spec
+
+    bar = tqdm(total=limit, desc="runs", disable=not progress, dynamic_ncols=True)
     try:
         if jobs <= 1:
-            for spec in specs:
+            while (spec := next_spec()) is not None:
                 paths.append(run_one(spec, torch_threads=1, progress_every=every))
                 bar.set_postfix_str(paths[-1].name)
                 bar.update()
         else:
             context = multiprocessing.get_context("spawn")
             with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                futures = [pool.submit(_worker, spec, every) for spec in specs]
-                for future in concurrent.futures.as_completed(futures):
-                    paths.append(Path(future.result()))
-                    bar.set_postfix_str(paths[-1].name)
-                    bar.update()
+                running: set[concurrent.futures.Future[str]] = set()
+                while True:
+                    while len(running) < jobs and (spec := next_spec()) is not None:
+                        running.add(pool.submit(_worker, spec, every))
+                    if not running:
+                        break
+                    finished, running = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                    for future in finished:
+                        paths.append(Path(future.result()))
+                        bar.set_postfix_str(paths[-1].name)
+                        bar.update()
     finally:
         bar.close()
+    if started < len(pending):
+        reason = f"a {STOP_FILE} file exists in {pending[started].out_dir}" if stop_seen else f"--max-runs {max_runs}"
+        print(
+            f"Stopped ({reason}): {len(pending) - started} runs not started; run the same command again to resume"
+            + (f" after deleting the {STOP_FILE} file" if stop_seen else ""),
+            flush=True,
+        )
     return paths
 
 
@@ -754,6 +792,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-initial-eval", action="store_true", help="do not evaluate the initial policy (iteration 0)")
     parser.add_argument("--jobs", type=int, default=1, help="parallel processes")
     parser.add_argument("--out", default=None, help="output folder (default: benchmarks/results/<env>/)")
+    parser.add_argument(
+        "--max-runs",
+        type=int,
+        default=None,
+        help=f"start at most this many new runs, then stop (run again to resume); a file named {STOP_FILE} in the "
+        "output folder also stops the sweep before its next run",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -812,6 +857,6 @@ def run_main(argv: Sequence[str]) -> list[Path]:
     args = build_parser().parse_args(list(argv))
     command = shlex.join([sys.executable, "-m", "sb3_influence.benchmark", *argv])
     specs = make_specs(args, command)
-    paths = run_sweep(specs, jobs=args.jobs, progress=not args.no_progress)
+    paths = run_sweep(specs, jobs=args.jobs, progress=not args.no_progress, max_runs=args.max_runs)
     print(f"Wrote {len(paths)} new CSVs to {specs[0].out_dir if specs else args.out}")
     return paths
