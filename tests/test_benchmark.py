@@ -141,7 +141,7 @@ def test_eval_every(tmp_path: Path) -> None:
 def test_max_runs_and_stop_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "CartPole-v1"
     argv = ["--env", "CartPole-v1", "--seeds", "0", "1", "2", "--out", str(out), "--no-progress", *TINY, "--algos", "ppo"]
-    with pytest.raises(ValueError, match="max_runs must be at least 0"):
+    with pytest.raises(ValueError, match=r"max_runs \(--max-runs\) must be at least 0, not -1"):
         run_main([*argv, "--max-runs", "-1"])
     assert [p.name for p in run_main([*argv, "--max-runs", "1"])] == ["ppo_seed0.csv"]
     assert "2 runs not started" in capsys.readouterr().out

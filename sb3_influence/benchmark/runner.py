@@ -681,7 +681,7 @@ def run_sweep(specs: Sequence[RunSpec], jobs: int = 1, progress: bool = True, ma
     from tqdm import tqdm
 
     if max_runs is not None and max_runs < 0:
-        raise ValueError(f"max_runs must be at least 0, not {max_runs}")
+        raise ValueError(f"max_runs (--max-runs) must be at least 0, not {max_runs}")
     done = [spec for spec in specs if spec.csv_path.exists()]
     if done:
         print(f"{len(done)} of {len(specs)} runs already have a CSV, kept and skipped (e.g. {done[0].csv_path})", flush=True)
