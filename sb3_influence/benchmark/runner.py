@@ -690,18 +690,13 @@ def run_sweep(specs: Sequence[RunSpec], jobs: int = 1, progress: bool = True, ma
     every = PROGRESS_EVERY if progress else 0
     paths: list[Path] = []
     started = 0
-    stop_seen = False
 
     def next_spec() -> RunSpec | None:
-        nonlocal started, stop_seen
-        if started >= limit:
-            return None
-        spec = pending[started]
-        if (Path(spec.out_dir) / STOP_FILE).exists():
-            stop_seen = True
+        nonlocal started
+        if started >= limit or (Path(pending[started].out_dir) / STOP_FILE).exists():
             return None
         started += 1
-        return spec
+        return pending[started - 1]
 
     bar = tqdm(total=limit, desc="runs", disable=not progress, dynamic_ncols=True)
     try:
@@ -727,6 +722,7 @@ def run_sweep(specs: Sequence[RunSpec], jobs: int = 1, progress: bool = True, ma
     finally:
         bar.close()
     if started < len(pending):
+        stop_seen = started < limit  # next_spec gave up before the limit: the STOP file
         reason = f"a {STOP_FILE} file exists in {pending[started].out_dir}" if stop_seen else f"--max-runs {max_runs}"
         print(
             f"Stopped ({reason}): {len(pending) - started} runs not started; run the same command again to resume"
