@@ -94,6 +94,9 @@ def test_tiny_end_to_end_run(tmp_path: Path) -> None:
     assert np.all(np.isnan(ppo.columns["reliability"])) and np.all(np.isnan(iif.columns["reliability"]))  # fixed p
     crossfit = read_run_csv(out / "influence_ppo__filter_mode=reliability_seed0.csv")
     assert np.isnan(crossfit.columns["reliability"][0]) and np.all(np.isfinite(crossfit.columns["reliability"][1:]))
+    # the outcome gate's share per row: 0 for PPO and the fixed-p modes, a share of iterations for the cross-fitted rule
+    assert np.all(ppo.columns["gated"] == 0) and np.all(iif.columns["gated"] == 0)
+    assert np.all((crossfit.columns["gated"] >= 0) & (crossfit.columns["gated"] <= 1))
     random_run = read_run_csv(out / "influence_ppo__filter_mode=random_seed0.csv")
     assert '"filter_mode": "random"' in random_run.metadata["hyperparameters"]
     # The summary pairs both variants with PPO, and the plots are written.

@@ -70,6 +70,7 @@ COLUMNS = (
     "n_dropped",
     "kept_fraction",
     "reliability",
+    "gated",
 )
 #: Evaluation episodes the paper uses (docs page "Metrics and the paper's results"); any other env: 1000.
 PAPER_EVAL_EPISODES = {"highway-v0": 100, "BipedalWalker-v3": 100}
@@ -329,7 +330,7 @@ class RunSpec:
         checkpoint of every run is evaluated on the same fixed test set (the paper's code's effect, see
         :func:`~sb3_influence.benchmark.evaluation.evaluation_returns`).
     :param eval_every: Evaluate (and write a row) every this many iterations; it must divide the run's number of
-        iterations. A row's timing, drop and reliability columns are then per-iteration means over the iterations
+        iterations. A row's timing, drop, reliability and gated columns are then per-iteration means over the iterations
         since the previous row. ``1`` (default): every iteration, as the paper.
     """
 
@@ -485,9 +486,9 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
             score_s = float(report.seconds + report.filter_seconds)
             update_s = float(report.update_seconds if report.update_seconds is not None else elapsed - score_s)
             n_dropped, kept_fraction = int(report.n_dropped), report.n_kept / report.kept.size
-            reliability = float(report.reliability)
+            reliability, gated = float(report.reliability), float(report.gated)
         else:
-            score_s, update_s, n_dropped, kept_fraction, reliability = 0.0, elapsed, 0, 1.0, float("nan")
+            score_s, update_s, n_dropped, kept_fraction, reliability, gated = 0.0, elapsed, 0, 1.0, float("nan"), 0.0
         block.append(
             dict(
                 collect_s=collect["seconds"],
@@ -496,6 +497,7 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
                 n_dropped=n_dropped,
                 kept_fraction=kept_fraction,
                 reliability=reliability,
+                gated=gated,
             )
         )
         trained["iterations"] += 1
@@ -524,6 +526,7 @@ def run_one(spec: RunSpec, torch_threads: int | None = 1, progress_every: int = 
                 n_dropped=0,
                 kept_fraction=1.0,
                 reliability=float("nan"),
+                gated=0.0,
             )
         )
     started = time.time()
