@@ -12,10 +12,13 @@ With ``--reseeds R`` every arm also runs ``R`` more times with the global RNGs r
 noise and minibatch order from the same state), to tell the arms apart from the chaos of RL training. Every child
 is evaluated on the runner's fixed test set (``--eval-seed``) at the iterations of ``--evals``, and writes one line
 of per-rollout facts per iteration (episode outcomes, policy entropy, what the filter dropped). Output: a CSV of
-evaluations and one of facts in ``--out``. Usage::
+evaluations and one of facts in ``--out``. With ``--prefix ppo`` the prefix runs with the filter off instead
+(InfluencePPO with ``filter_fraction = 0`` is PPO: it reproduces the committed PPO run), so the same two arms
+start from PPO's state (files ``*_ppo.csv``). Usage::
 
     python benchmarks/lunar_stall.py --seed 4 --branch 60 --evals 80 100 120 --reseeds 1 \\
         --out benchmarks/lunar_stall
+    python benchmarks/lunar_stall.py --seed 4 --prefix ppo --branch 60 --evals 80 100 120 --reseeds 0
 """
 
 import argparse
@@ -112,7 +115,7 @@ class StallStudy(BaseCallback):
         )
 
     def _on_training_end(self) -> None:
-        if self.pending is not None and self.model.last_influence is not None:
+        if self.pending is not None and getattr(self.model, "last_influence", None) is not None:
             self._write_facts()
 
     def _write_facts(self) -> None:
@@ -120,19 +123,22 @@ class StallStudy(BaseCallback):
         assert self.pending is not None
         row = self.pending
         self.pending = None
-        report = self.model.last_influence
+        report = getattr(self.model, "last_influence", None)
         advantages = row.pop("advantages").ravel()
-        scores, kept = report.scores.ravel(), report.kept.ravel()
+        if report is None:  # PPO: nothing scored, nothing dropped
+            scores, kept = np.full(advantages.shape, np.nan), np.ones(advantages.shape, dtype=bool)
+        else:
+            scores, kept = report.scores.ravel(), report.kept.ravel()
         dropped = advantages[~kept]
         row.update(
-            negative_scores=float(np.mean(scores < 0)),
+            negative_scores=float(np.mean(scores < 0)) if report is not None else float("nan"),
             dropped=int(dropped.size),
             dropped_adv_mean=float(dropped.mean()) if dropped.size else float("nan"),
             dropped_adv_positive=float(np.mean(dropped > 0)) if dropped.size else float("nan"),
             adv_abs_mean=float(np.abs(advantages).mean()),
-            spearman_score_adv=float(spearmanr(scores, advantages)[0]),
+            spearman_score_adv=float(spearmanr(scores, advantages)[0]) if report is not None else float("nan"),
         )
-        _append(self.out / f"facts_seed{self.args.seed}.csv", FACT_FIELDS, row)
+        _append(self.args.facts, FACT_FIELDS, row)
 
     # -- evaluation and branching --------------------------------------------------------------------------------
     def _evaluate(self) -> float:
@@ -141,7 +147,7 @@ class StallStudy(BaseCallback):
     def _write_eval(self, iteration: int) -> None:
         value = self._evaluate()
         _append(
-            self.out / f"evals_seed{self.args.seed}.csv",
+            self.args.evals_csv,
             ["arm", "iteration", "eval_mean"],
             dict(arm=self.arm, iteration=iteration, eval_mean=value),
         )
@@ -156,9 +162,9 @@ class StallStudy(BaseCallback):
         if expected and abs(expected[0] - value) > 1e-3:
             sys.exit(f"the prefix does not reproduce the committed run ({value} != {expected[0]})")
         _append(
-            self.out / f"evals_seed{self.args.seed}.csv",
+            self.args.evals_csv,
             ["arm", "iteration", "eval_mean"],
-            dict(arm="prefix", iteration=iteration, eval_mean=value),
+            dict(arm=self.arm, iteration=iteration, eval_mean=value),
         )
         for reseed in range(self.args.reseeds + 1):
             for arm in ("iif", "ppo"):
@@ -166,8 +172,7 @@ class StallStudy(BaseCallback):
                 if pid == 0:  # the child continues learn() from here, in its arm
                     self.arm = arm if reseed == 0 else f"{arm}_r{reseed}"
                     self.stop_at = self.args.branch + self.args.iterations
-                    if arm == "ppo":
-                        self.model.filter_fraction = 0.0
+                    self.model.filter_fraction = self.args.filter_fraction if arm == "iif" else 0.0
                     if reseed:
                         th.manual_seed(1000 * self.args.seed + reseed)
                         np.random.seed(1000 * self.args.seed + reseed)
@@ -196,19 +201,26 @@ def main() -> None:
     parser.add_argument("--reseeds", type=int, default=1, help="re-seeded repeats of each arm")
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--eval-seed", type=int, default=10000)
-    parser.add_argument("--committed", default=None, help="the committed IIF run's CSV (default: results_lunar_full)")
+    parser.add_argument("--prefix", choices=("iif", "ppo"), default="iif", help="the filter before the branch: on or off")
+    parser.add_argument("--committed", default=None, help="the committed run's CSV (default: results_lunar_full)")
     parser.add_argument("--out", default="benchmarks/lunar_stall")
     args = parser.parse_args()
-    args.committed = args.committed or f"benchmarks/results_lunar_full/{ENV_ID}/influence_ppo_seed{args.seed}.csv"
+    committed_algo = "influence_ppo" if args.prefix == "iif" else "ppo"
+    args.committed = args.committed or f"benchmarks/results_lunar_full/{ENV_ID}/{committed_algo}_seed{args.seed}.csv"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in (f"facts_seed{args.seed}.csv", f"evals_seed{args.seed}.csv"):
-        if (out / name).exists():
-            sys.exit(f"{out / name} exists: remove it or choose another --out")
+    suffix = "" if args.prefix == "iif" else "_ppo"
+    args.facts, args.evals_csv = out / f"facts_seed{args.seed}{suffix}.csv", out / f"evals_seed{args.seed}{suffix}.csv"
+    for path in (args.facts, args.evals_csv):
+        if path.exists():
+            sys.exit(f"{path} exists: remove it or choose another --out")
     th.set_num_threads(1)
     print("Command: python " + " ".join(sys.argv), flush=True)
     hyperparams = load_hyperparams(resolve_config("influence_ppo"), ENV_ID)
     model = build_model("influence_ppo", ENV_ID, hyperparams, args.seed)
+    args.filter_fraction = model.filter_fraction
+    if args.prefix == "ppo":
+        model.filter_fraction = 0.0
     eval_env = make_vec_env_from_config(
         ENV_ID, hyperparams, max(1, min(args.eval_episodes, MAX_EVAL_ENVS)), args.seed + 1_000_000
     )
