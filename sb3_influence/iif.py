@@ -56,6 +56,9 @@ DEFAULT_FILTER_FRACTIONS: dict[str, float] = {
     "all": 0.125,
     "random": 0.125,
 }
+#: Which scores rank the records the ``"reliability"`` rule drops (``influence_ranking``): the cross-fitted scores
+#: (without each record's influence on itself) or the plain TracIn scores (the paper's).
+INFLUENCE_RANKINGS = ("crossfit", "plain")
 #: ``filter_min_reliability`` when none is given, per cross-fitted ``filter_mode``: the reliability rule's share
 #: ``max(filter_min_fraction, p * clip(rho, 0, 1))`` needs no cut-off, so that its floor applies at any ``rho``.
 DEFAULT_MIN_RELIABILITIES: dict[str, float] = {"adaptive": 0.0, "reliability": float("-inf")}
@@ -168,8 +171,8 @@ class InfluenceFilterMixin:
     The settings (documented in :class:`~sb3_influence.InfluencePPO`) are attributes: ``filter_fraction``,
     ``filter_mode``, ``filter_confidence``, ``filter_min_reliability``, ``filter_min_fraction``,
     ``filter_outcome_gate``, ``influence_folds``, ``filter_whole_minibatches``, ``influence_objective``,
-    ``influence_chunk_size``, ``influence_preconditioner``, ``influence_loss``, ``influence_advantage_norm``.
-    Scores use the parent's own loss settings (``ent_coef``, ``vf_coef``, ``normalize_advantage``).
+    ``influence_chunk_size``, ``influence_preconditioner``, ``influence_loss``, ``influence_advantage_norm``,
+    ``influence_ranking``. Scores use the parent's own loss settings (``ent_coef``, ``vf_coef``, ``normalize_advantage``).
 
     Hooks for the host algorithm: :meth:`_default_buffer_classes`, :meth:`_minibatch_size`,
     :meth:`_check_influence_policy`, :meth:`_replace_rollout_buffer`.
@@ -199,6 +202,7 @@ class InfluenceFilterMixin:
     influence_preconditioner: str
     influence_loss: str
     influence_advantage_norm: str
+    influence_ranking: str
     last_influence: InfluenceReport | None
 
     def _init_influence(
@@ -216,6 +220,7 @@ class InfluenceFilterMixin:
         influence_preconditioner: str,
         influence_loss: str,
         influence_advantage_norm: str,
+        influence_ranking: str = "crossfit",
     ) -> None:
         """Set and check the IIF settings (before the parent's constructor, so bad input fails before any env is built)."""
         self.filter_fraction = filter_fraction
@@ -231,6 +236,7 @@ class InfluenceFilterMixin:
         self.influence_preconditioner = influence_preconditioner
         self.influence_loss = influence_loss
         self.influence_advantage_norm = influence_advantage_norm
+        self.influence_ranking = influence_ranking
         self._check_influence_args()
         self.last_influence = None
 
@@ -304,6 +310,10 @@ class InfluenceFilterMixin:
             raise ValueError(
                 f"Unknown influence_advantage_norm {self.influence_advantage_norm!r}, expected one of {ADVANTAGE_NORMS}"
             )
+        if self.influence_ranking not in INFLUENCE_RANKINGS:
+            raise ValueError(f"Unknown influence_ranking {self.influence_ranking!r}, expected one of {INFLUENCE_RANKINGS}")
+        if self.influence_ranking != "crossfit" and self.filter_mode != "reliability":
+            raise ValueError(f"influence_ranking applies to filter_mode='reliability' only, got {self.filter_mode!r}")
         if self.influence_preconditioner not in PRECONDITIONERS:
             raise ValueError(
                 f"Unknown influence_preconditioner {self.influence_preconditioner!r}, expected one of {PRECONDITIONERS}"
@@ -456,11 +466,13 @@ class InfluenceFilterMixin:
     def _score_rollout(self, records: RolloutRecords) -> tuple[np.ndarray, np.ndarray, float, float]:
         """
         The scores of the IIF step: ``(scores, rank_by, reliability, noise_std)``. ``scores`` are the TracIn scores
-        that are reported; the rule ranks by ``rank_by`` (the cross-fitted scores in the cross-fitted modes).
+        that are reported; the rule ranks by ``rank_by`` (the cross-fitted scores in the cross-fitted modes, unless
+        ``influence_ranking="plain"``).
         """
         if self.filter_mode in CROSSFIT_MODES and self._can_cross_fit():
             crossfit = model_crossfit_scores(self, records, self.influence_folds)
-            return crossfit.total, crossfit.scores, crossfit.reliability, crossfit.noise_std
+            rank_by = crossfit.total if self.influence_ranking == "plain" else crossfit.scores
+            return crossfit.total, rank_by, crossfit.reliability, crossfit.noise_std
         scores = model_influence_scores(self, records, self.influence_objective)
         return scores, scores, float("nan"), float("nan")
 

@@ -64,6 +64,7 @@ class InfluenceA2C(InfluenceFilterMixin, A2C):
     :param influence_chunk_size: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_preconditioner: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_loss: As in :class:`~sb3_influence.InfluencePPO`.
+    :param influence_ranking: As in :class:`~sb3_influence.InfluencePPO`.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -110,6 +111,7 @@ class InfluenceA2C(InfluenceFilterMixin, A2C):
         influence_chunk_size: int = 2048,
         influence_preconditioner: str = "none",
         influence_loss: str = "ppo",
+        influence_ranking: str = "crossfit",
         _init_setup_model: bool = True,
     ):
         self._init_influence(
@@ -126,6 +128,7 @@ class InfluenceA2C(InfluenceFilterMixin, A2C):
             influence_preconditioner,
             influence_loss,
             "buffer",  # influence_advantage_norm: no record minibatches to standardise within
+            influence_ranking,
         )
         super().__init__(
             policy,

@@ -67,6 +67,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
     :param influence_preconditioner: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_loss: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_advantage_norm: As in :class:`~sb3_influence.InfluencePPO`.
+    :param influence_ranking: As in :class:`~sb3_influence.InfluencePPO`.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -115,6 +116,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
         influence_preconditioner: str = "none",
         influence_loss: str = "ppo",
         influence_advantage_norm: str = "buffer",
+        influence_ranking: str = "crossfit",
         _init_setup_model: bool = True,
     ):
         self._init_influence(
@@ -131,6 +133,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
             influence_preconditioner,
             influence_loss,
             influence_advantage_norm,
+            influence_ranking,
         )
         super().__init__(
             policy,

@@ -101,6 +101,10 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         minibatches of one random permutation of the buffer, as PPO's update does and as the paper's code scores;
         the permutation is drawn from ``seed`` and the iteration, see
         :func:`~sb3_influence.scoring.minibatch_groups`).
+    :param influence_ranking: ``"reliability"`` mode: which scores rank the records its rule drops: ``"crossfit"``
+        (default: each record scored along the other folds' objective gradient, without its influence on itself) or
+        ``"plain"`` (the plain TracIn scores, the paper's, as reported in ``last_influence.scores``). The share
+        dropped comes from the cross-fitted reliability either way.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -151,6 +155,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         influence_preconditioner: str = "none",
         influence_loss: str = "ppo",
         influence_advantage_norm: str = "buffer",
+        influence_ranking: str = "crossfit",
         _init_setup_model: bool = True,
     ):
         self._init_influence(
@@ -167,6 +172,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
             influence_preconditioner,
             influence_loss,
             influence_advantage_norm,
+            influence_ranking,
         )
         super().__init__(
             policy,

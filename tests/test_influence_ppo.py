@@ -19,6 +19,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormali
 from sb3_influence import ActionObjective, InfluencePPO, ReturnObjective
 from sb3_influence.filtering import reliability_filter_mask
 from sb3_influence.influence_ppo import InfluenceReport
+from sb3_influence.scoring import model_crossfit_scores
 
 KW = dict(n_steps=32, batch_size=16, n_epochs=2, seed=0, policy_kwargs=dict(net_arch=[16]))
 
@@ -185,6 +186,9 @@ def test_non_finite_scores_leave_records_out_and_skip_an_empty_update(monkeypatc
         (dict(filter_min_reliability=float("nan")), "filter_min_reliability"),
         (dict(filter_mode="negative", filter_min_fraction=0.1), "filter_min_fraction"),
         (dict(influence_advantage_norm="epoch"), "influence_advantage_norm"),
+        (dict(influence_ranking="oracle"), "influence_ranking"),
+        (dict(filter_mode="adaptive", influence_ranking="plain"), "influence_ranking"),
+        (dict(filter_mode="negative", influence_ranking="plain"), "influence_ranking"),
         (dict(influence_preconditioner="adam", policy_kwargs=dict(optimizer_class=th.optim.SGD)), "Adam"),
         (dict(rollout_buffer_class=type("MyBuffer", (RolloutBuffer,), {})), "MyBuffer"),
     ],
@@ -310,6 +314,34 @@ def test_reliability_mode_drops_what_its_rule_says_on_the_cross_fitted_scores():
     wanted = int((~reliability_filter_mask(captured["scores"], report.reliability, *captured["args"])).sum())
     assert report.n_kept % 64 == 0 and abs(report.n_dropped - wanted) < 64  # the rule's count, in whole minibatches
     assert model.logger.name_to_value["influence/reliability"] == report.reliability
+
+
+@pytest.mark.parametrize("ranking", ["crossfit", "plain"])
+def test_reliability_mode_ranks_by_the_chosen_scores(ranking):
+    # "plain" ranks by the plain TracIn scores (the reported ones); the share still comes from the cross-fitted rho
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=512, batch_size=64, n_epochs=1, seed=0, influence_ranking=ranking)
+    captured = {}
+
+    def capture(scores, reliability, *args):
+        captured.update(scores=np.array(scores), reliability=reliability)
+        return reliability_filter_mask(scores, reliability, *args)
+
+    def capture_crossfit(*args, **kwargs):
+        captured["crossfit"] = model_crossfit_scores(*args, **kwargs)
+        return captured["crossfit"]
+
+    with (
+        mock.patch("sb3_influence.iif.reliability_filter_mask", side_effect=capture),
+        mock.patch("sb3_influence.iif.model_crossfit_scores", side_effect=capture_crossfit),
+    ):
+        model.learn(512)
+    report, crossfit = model.last_influence, captured["crossfit"]
+    np.testing.assert_array_equal(report.scores, crossfit.total)  # the plain scores are reported either way
+    np.testing.assert_array_equal(captured["scores"], (crossfit.total if ranking == "plain" else crossfit.scores).ravel())
+    assert captured["reliability"] == crossfit.reliability
+    if ranking == "plain" and report.n_dropped:
+        # the dropped records are the lowest plain scores
+        assert report.scores[~report.kept].max() <= report.scores[report.kept].min()
 
 
 class _ConstantOutcomeEnv(gym.Env):
