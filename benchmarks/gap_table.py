@@ -162,6 +162,14 @@ ROWS = [
         Arm("results/Acrobot-v1::ppo", f"results_minfrac/Acrobot-v1::{DEFAULT}"),
     ),
     Row(
+        "FrozenLake-v1",
+        "the default rule ranking by plain instead of cross-fitted scores (fixed test set)",
+        "rule",
+        (5, 6, 7, 8, 9, 10, 11, 12, 13, 14),
+        Arm("results_fixed_eval/FrozenLake-v1::ppo", f"results_minfrac_fixed_eval/FrozenLake-v1::{DEFAULT}"),
+        Arm("results_fixed_eval/FrozenLake-v1::ppo", f"results_plainrank_fixed_eval/FrozenLake-v1::{DEFAULT}"),
+    ),
+    Row(
         "LunarLander-v3",
         "the default rule instead of the paper's (full budget, fixed test set)",
         "rule",
