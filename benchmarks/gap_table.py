@@ -9,6 +9,7 @@ itself, the SE over PPO's 10-90% levels), then the paired difference of the chan
     python benchmarks/gap_table.py
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,9 +44,15 @@ class Row:
     variant: Arm
 
 
+@functools.cache
+def _folder(folder: str) -> dict:
+    """Every run of a results folder, read once however many rows use it."""
+    return load_runs(f"{B}/{folder}")
+
+
 def _runs(spec: str) -> dict:
     folder, _, label = spec.partition("::")
-    by_label = load_runs(f"{B}/{folder}")
+    by_label = _folder(folder)
     if label not in by_label:
         raise SystemExit(f"{folder} has no runs labelled {label!r}; it has {sorted(by_label)}")
     return by_label[label]
@@ -56,126 +63,121 @@ def _per_seed(arm: Arm, seeds: tuple[int, ...]) -> np.ndarray:
     return np.array([arm.metric(curve(ppo[s]), curve(iif[s])) for s in seeds]) * 100
 
 
+def _vs_ppo(ppo_folder: str, iif: str = "", metric: Callable[[np.ndarray, np.ndarray], float] = se_ave) -> Arm:
+    """PPO's runs of ``ppo_folder`` against ``iif`` (``FOLDER::LABEL``; default: the paper's rule in the same folder)."""
+    return Arm(f"{ppo_folder}::ppo", iif or f"{ppo_folder}::influence_ppo", metric)
+
+
+MG, FL, AC, LL = "MiniGrid-Empty-8x8-v0", "FrozenLake-v1", "Acrobot-v1", "LunarLander-v3"
+ALL_SEEDS, HELD_OUT_FL = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9, 10, 11, 12, 13, 14)
 ROWS = [
     Row(
-        "MiniGrid-Empty-8x8-v0",
+        MG,
         "evaluation episodes 20 → 100 (same policies)",
         "measurement",
-        (0, 1, 2, 3, 4),
-        Arm("results/MiniGrid-Empty-8x8-v0::ppo", "results/MiniGrid-Empty-8x8-v0::influence_ppo"),
-        Arm("results_eval100/MiniGrid-Empty-8x8-v0::ppo", "results_eval100/MiniGrid-Empty-8x8-v0::influence_ppo"),
+        ALL_SEEDS,
+        _vs_ppo(f"results/{MG}"),
+        _vs_ppo(f"results_eval100/{MG}"),
     ),
     Row(
-        "MiniGrid-Empty-8x8-v0",
+        MG,
         "SE_ave → SE over PPO's 10-90% levels (100 episodes)",
         "metric",
-        (0, 1, 2, 3, 4),
-        Arm("results_eval100/MiniGrid-Empty-8x8-v0::ppo", "results_eval100/MiniGrid-Empty-8x8-v0::influence_ppo"),
-        Arm(
-            "results_eval100/MiniGrid-Empty-8x8-v0::ppo",
-            "results_eval100/MiniGrid-Empty-8x8-v0::influence_ppo",
-            se_band,
-        ),
+        ALL_SEEDS,
+        _vs_ppo(f"results_eval100/{MG}"),
+        _vs_ppo(f"results_eval100/{MG}", metric=se_band),
     ),
     Row(
-        "MiniGrid-Empty-8x8-v0",
+        MG,
         "scores of the policy term alone (the paper's code)",
         "protocol",
-        (0, 1, 2, 3, 4),
-        Arm("results_eval100/MiniGrid-Empty-8x8-v0::ppo", "results_eval100/MiniGrid-Empty-8x8-v0::influence_ppo"),
-        Arm(
-            "results_eval100/MiniGrid-Empty-8x8-v0::ppo",
-            "results_eval100/MiniGrid-Empty-8x8-v0::influence_ppo:influence_loss=policy",
-        ),
+        ALL_SEEDS,
+        _vs_ppo(f"results_eval100/{MG}"),
+        _vs_ppo(f"results_eval100/{MG}", f"results_eval100/{MG}::influence_ppo:influence_loss=policy"),
     ),
     Row(
-        "MiniGrid-Empty-8x8-v0",
+        MG,
         "Ã standardised per minibatch in the scores (the paper's code)",
         "protocol",
         (0, 1),
-        Arm("results_eval100/MiniGrid-Empty-8x8-v0::ppo", "results_eval100/MiniGrid-Empty-8x8-v0::influence_ppo"),
-        Arm(
-            "results_eval100/MiniGrid-Empty-8x8-v0::ppo",
-            "results_advnorm/MiniGrid-Empty-8x8-v0::influence_ppo:influence_advantage_norm=minibatch",
-        ),
+        _vs_ppo(f"results_eval100/{MG}"),
+        _vs_ppo(f"results_eval100/{MG}", f"results_advnorm/{MG}::influence_ppo:influence_advantage_norm=minibatch"),
     ),
     Row(
-        "FrozenLake-v1",
+        FL,
         "SE_ave → SE over PPO's 10-90% levels (1000 episodes)",
         "metric",
-        (0, 1, 2, 3, 4),
-        Arm("results_eval1000/FrozenLake-v1::ppo", "results_eval1000/FrozenLake-v1::influence_ppo"),
-        Arm("results_eval1000/FrozenLake-v1::ppo", "results_eval1000/FrozenLake-v1::influence_ppo", se_band),
+        ALL_SEEDS,
+        _vs_ppo(f"results_eval1000/{FL}"),
+        _vs_ppo(f"results_eval1000/{FL}", metric=se_band),
     ),
     Row(
-        "FrozenLake-v1",
+        FL,
         "evaluation episodes 100 → 1000 (same policies)",
         "measurement",
-        (0, 1, 2, 3, 4),
-        Arm("results/FrozenLake-v1::ppo", "results/FrozenLake-v1::influence_ppo"),
-        Arm("results_eval1000/FrozenLake-v1::ppo", "results_eval1000/FrozenLake-v1::influence_ppo"),
+        ALL_SEEDS,
+        _vs_ppo(f"results/{FL}"),
+        _vs_ppo(f"results_eval1000/{FL}"),
     ),
     Row(
-        "FrozenLake-v1",
+        FL,
         "Ã standardised per minibatch in the scores (fixed test set)",
         "protocol",
         (5, 6, 7, 8, 9),
-        Arm("results_fixed_eval/FrozenLake-v1::ppo", "results_fixed_eval/FrozenLake-v1::influence_ppo"),
-        Arm(
-            "results_fixed_eval/FrozenLake-v1::ppo",
-            "results_advnorm_fixed_eval/FrozenLake-v1::influence_ppo:influence_advantage_norm=minibatch",
+        _vs_ppo(f"results_fixed_eval/{FL}"),
+        _vs_ppo(
+            f"results_fixed_eval/{FL}", f"results_advnorm_fixed_eval/{FL}::influence_ppo:influence_advantage_norm=minibatch"
         ),
     ),
     Row(
-        "FrozenLake-v1",
+        FL,
         "the default rule instead of the paper's (fixed test set)",
         "rule",
-        (5, 6, 7, 8, 9, 10, 11, 12, 13, 14),
-        Arm("results_fixed_eval/FrozenLake-v1::ppo", "results_fixed_eval/FrozenLake-v1::influence_ppo"),
-        Arm("results_fixed_eval/FrozenLake-v1::ppo", f"results_minfrac_fixed_eval/FrozenLake-v1::{DEFAULT}"),
+        HELD_OUT_FL,
+        _vs_ppo(f"results_fixed_eval/{FL}"),
+        _vs_ppo(f"results_fixed_eval/{FL}", f"results_minfrac_fixed_eval/{FL}::{DEFAULT}"),
     ),
     Row(
-        "Acrobot-v1",
+        AC,
         "evaluation episodes 10 → 100 (same policies)",
         "measurement",
-        (0, 1, 2, 3, 4),
-        Arm("results_eval10/Acrobot-v1::ppo", "results_eval10/Acrobot-v1::influence_ppo"),
-        Arm("results/Acrobot-v1::ppo", "results/Acrobot-v1::influence_ppo"),
+        ALL_SEEDS,
+        _vs_ppo(f"results_eval10/{AC}"),
+        _vs_ppo(f"results/{AC}"),
     ),
     Row(
-        "Acrobot-v1",
+        AC,
         "Ã standardised per minibatch in the scores (fixed test set)",
         "protocol",
         (10, 11, 12, 13, 14),
-        Arm("results_fixed_eval/Acrobot-v1::ppo", "results_fixed_eval/Acrobot-v1::influence_ppo"),
-        Arm(
-            "results_fixed_eval/Acrobot-v1::ppo",
-            "results_advnorm_fixed_eval/Acrobot-v1::influence_ppo:influence_advantage_norm=minibatch",
+        _vs_ppo(f"results_fixed_eval/{AC}"),
+        _vs_ppo(
+            f"results_fixed_eval/{AC}", f"results_advnorm_fixed_eval/{AC}::influence_ppo:influence_advantage_norm=minibatch"
         ),
     ),
     Row(
-        "Acrobot-v1",
+        AC,
         "the default rule instead of the paper's (its gate: no drop before the first success)",
         "rule",
-        (0, 1, 2, 3, 4, 5, 6, 7, 8, 9),
-        Arm("results/Acrobot-v1::ppo", "results/Acrobot-v1::influence_ppo"),
-        Arm("results/Acrobot-v1::ppo", f"results_minfrac/Acrobot-v1::{DEFAULT}"),
+        tuple(range(10)),
+        _vs_ppo(f"results/{AC}"),
+        _vs_ppo(f"results/{AC}", f"results_minfrac/{AC}::{DEFAULT}"),
     ),
     Row(
-        "FrozenLake-v1",
+        FL,
         "the default rule ranking by plain instead of cross-fitted scores (fixed test set)",
         "rule",
-        (5, 6, 7, 8, 9, 10, 11, 12, 13, 14),
-        Arm("results_fixed_eval/FrozenLake-v1::ppo", f"results_minfrac_fixed_eval/FrozenLake-v1::{DEFAULT}"),
-        Arm("results_fixed_eval/FrozenLake-v1::ppo", f"results_plainrank_fixed_eval/FrozenLake-v1::{DEFAULT}"),
+        HELD_OUT_FL,
+        _vs_ppo(f"results_fixed_eval/{FL}", f"results_minfrac_fixed_eval/{FL}::{DEFAULT}"),
+        _vs_ppo(f"results_fixed_eval/{FL}", f"results_plainrank_fixed_eval/{FL}::{DEFAULT}"),
     ),
     Row(
-        "LunarLander-v3",
+        LL,
         "the default rule instead of the paper's (full budget, fixed test set)",
         "rule",
-        (0, 1, 2, 3, 4),
-        Arm("results_lunar_full/LunarLander-v3::ppo", "results_lunar_full/LunarLander-v3::influence_ppo"),
-        Arm("results_lunar_full/LunarLander-v3::ppo", f"results_lunar_full/LunarLander-v3::{DEFAULT}"),
+        ALL_SEEDS,
+        _vs_ppo(f"results_lunar_full/{LL}"),
+        _vs_ppo(f"results_lunar_full/{LL}", f"results_lunar_full/{LL}::{DEFAULT}"),
     ),
 ]
 
