@@ -66,11 +66,11 @@ FACT_FIELDS = [
 class StallStudy(BaseCallback):
     """Per-rollout facts, evaluations at chosen iterations, and the fork at the branch iteration."""
 
-    def __init__(self, args: argparse.Namespace, eval_env: Any, out: Path) -> None:
+    def __init__(self, args: argparse.Namespace, eval_env: Any) -> None:
         super().__init__()
-        self.args, self.eval_env, self.out = args, eval_env, out
+        self.args, self.eval_env = args, eval_env
         self.arm = "prefix"
-        self.stop_at = args.branch
+        self.stop_at = float("inf")  # the prefix runs until it forks; each child stops after its iterations
         self.pending: dict[str, Any] | None = None
 
     # -- facts ---------------------------------------------------------------------------------------------------
@@ -79,7 +79,8 @@ class StallStudy(BaseCallback):
         if self.pending is not None:
             self._write_facts()
         if iteration in self.args.evals and self.arm != "prefix":
-            self._write_eval(iteration)
+            value = self._write_eval(iteration)
+            print(f"  seed {self.args.seed} {self.arm}: iteration {iteration}, eval {value:.1f}", flush=True)
         if iteration == self.args.branch and self.arm == "prefix":
             self._branch(iteration)
         self.outcomes: list[str] = []
@@ -95,7 +96,7 @@ class StallStudy(BaseCallback):
             else:
                 self.outcomes.append("landed" if reward > 50 else "crashed" if reward < -50 else "other")
         # stop at the first step after the last iteration's update (that iteration is then evaluated and logged)
-        return (self.model.num_timesteps - 1) // self.model.n_steps < self.stop_at or self.arm == "prefix"
+        return (self.model.num_timesteps - 1) // self.model.n_steps < self.stop_at
 
     def _on_rollout_end(self) -> None:
         buffer = self.model.rollout_buffer
@@ -144,14 +145,13 @@ class StallStudy(BaseCallback):
     def _evaluate(self) -> float:
         return float(evaluation_returns(self.model, self.eval_env, self.args.eval_episodes, self.args.eval_seed).mean())
 
-    def _write_eval(self, iteration: int) -> None:
-        value = self._evaluate()
+    def _write_eval(self, iteration: int, value: float | None = None) -> float:
+        """Evaluate (unless ``value`` is given) and append the row of this arm and iteration."""
+        value = self._evaluate() if value is None else value
         _append(
-            self.args.evals_csv,
-            ["arm", "iteration", "eval_mean"],
-            dict(arm=self.arm, iteration=iteration, eval_mean=value),
+            self.args.evals_csv, ["arm", "iteration", "eval_mean"], dict(arm=self.arm, iteration=iteration, eval_mean=value)
         )
-        print(f"  seed {self.args.seed} {self.arm}: iteration {iteration}, eval {value:.1f}", flush=True)
+        return value
 
     def _branch(self, iteration: int) -> None:
         """Check the prefix against the committed run, then fork one child per arm and wait for each in turn."""
@@ -161,11 +161,7 @@ class StallStudy(BaseCallback):
         print(f"  seed {self.args.seed}: iteration {iteration}, eval {value:.3f} (committed run: {expected})", flush=True)
         if expected and abs(expected[0] - value) > 1e-3:
             sys.exit(f"the prefix does not reproduce the committed run ({value} != {expected[0]})")
-        _append(
-            self.args.evals_csv,
-            ["arm", "iteration", "eval_mean"],
-            dict(arm=self.arm, iteration=iteration, eval_mean=value),
-        )
+        self._write_eval(iteration, value)
         for reseed in range(self.args.reseeds + 1):
             for arm in ("iif", "ppo"):
                 pid = os.fork()
@@ -225,7 +221,7 @@ def main() -> None:
         ENV_ID, hyperparams, max(1, min(args.eval_episodes, MAX_EVAL_ENVS)), args.seed + 1_000_000
     )
     start = time.time()
-    study = StallStudy(args, eval_env, out)
+    study = StallStudy(args, eval_env)
     model.learn((args.branch + args.iterations + 1) * model.n_steps, callback=study)
     print(f"  seed {args.seed} {study.arm}: done in {time.time() - start:.0f} s", flush=True)
 
