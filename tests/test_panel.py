@@ -19,6 +19,7 @@ from sb3_influence.benchmark.panel import (
     run_panel,
     summarize_panel,
 )
+from sb3_influence.benchmark.runner import STOP_FILE
 from sb3_influence.benchmark.stats import paired_difference
 
 TINY = PanelTask(
@@ -67,6 +68,18 @@ def test_run_panel_resumes_and_keeps_runs(tmp_path, monkeypatch, capsys):
     np.testing.assert_array_equal(curves_after["ppo"][0], curves["ppo"][0])
     with pytest.raises(ValueError, match="Unknown panel task"):
         run_panel(["nope"], ["ppo"], [0], tmp_path)
+
+
+def test_run_panel_stop_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(panel.TASKS, "tiny", TINY)
+    (tmp_path / STOP_FILE).touch()
+    assert run_panel(["tiny"], ["ppo"], [0], tmp_path) == []
+    assert f"a {STOP_FILE} file exists" in capsys.readouterr().out
+    assert not (tmp_path / "tiny.csv").exists()
+    (tmp_path / STOP_FILE).unlink()
+    assert run_panel(["tiny"], ["ppo"], [0], tmp_path) == [tmp_path / "tiny.csv"]  # resumes
+    (tmp_path / STOP_FILE).touch()  # a complete task is still listed
+    assert run_panel(["tiny"], ["ppo"], [0], tmp_path) == [tmp_path / "tiny.csv"]
 
 
 def _write_panel(path, curves):

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from sb3_influence.benchmark.evaluation import evaluate_fixed
-from sb3_influence.benchmark.runner import atomic_write, environment_metadata, parse_algo_spec
+from sb3_influence.benchmark.runner import STOP_FILE, atomic_write, environment_metadata, parse_algo_spec
 from sb3_influence.benchmark.stats import across_tasks, paired_difference, probability_of_improvement
 from sb3_influence.registry import ALGORITHMS, get_algo, influence_algos
 
@@ -284,7 +284,9 @@ def run_panel(
 
     Nothing is lost or run twice: the runs a task's CSV already holds are kept and skipped, the missing ones are
     run and added (so a stopped sweep resumes where it was, and more seeds or variants can be added later). The
-    CSV is written once all of a task's new runs are done; a line is printed as each run ends.
+    CSV is written once all of a task's new runs are done; a line is printed as each run ends. A file named
+    :data:`~sb3_influence.benchmark.runner.STOP_FILE` in ``out`` stops the panel before its next task with runs
+    to do (the running task finishes and writes its CSV).
 
     :param tasks: Task names.
     :param variants: Variants (the first is the baseline of the summary, usually ``ppo``); ``None``: each task's
@@ -293,7 +295,7 @@ def run_panel(
     :param out: Output folder.
     :param jobs: Parallel processes.
     :param command: The command line, for the metadata.
-    :return: The CSVs written or already complete.
+    :return: The CSVs written or already complete (not those of the tasks a ``STOP`` file left out).
     """
     unknown = [name for name in tasks if name not in TASKS]
     if unknown:
@@ -303,16 +305,24 @@ def run_panel(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for task in tasks:
+    for position, task in enumerate(tasks):
         task_variants = list(variants) if variants else list(TASKS[task].variants)
         path = out / f"{task}.csv"
         old_metadata, old_rows = _read_rows(path) if path.exists() else ([], [])
         done = {(row["variant"], int(row["seed"])) for row in old_rows}
         todo = [(task, variant, seed) for seed in seeds for variant in task_variants if (variant, seed) not in done]
-        paths.append(path)
         if not todo:
+            paths.append(path)
             print(f"{task}: all {len(seeds) * len(task_variants)} runs already in {path}", flush=True)
             continue
+        if (out / STOP_FILE).exists():
+            print(
+                f"Stopped (a {STOP_FILE} file exists in {out}): no new run of {list(tasks[position:])} started; run "
+                f"the same command again to resume after deleting the {STOP_FILE} file",
+                flush=True,
+            )
+            break
+        paths.append(path)
         started = time.time()
         results = []
         with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
