@@ -2,10 +2,11 @@
 Paired comparison of runs kept in different result folders (RESULTS.md, "Pooling the reliability over iterations").
 
 Each variant is ``NAME=FOLDER::LABEL`` (a folder of the runner's CSVs and the run label inside it, as in the CSV
-names; ``LABEL1|LABEL2`` takes each seed's run from the first label that has it); the first variant is the
-baseline. Per variant: mean AUC (mean evaluation return over the checkpoints), the kept fraction, and against the
-baseline ΔAUC with a 95% BCa interval, SE_ave (mean ± standard error) and the per-seed ΔAUC; then every pair of the
-other variants. Only the seeds every variant has are used.
+names; ``LABEL1|LABEL2`` takes each seed's run from the first label that has it); a NAME given more than once
+pools its folders' seeds (a seed in two of them is an error). The first variant is the baseline. Per variant: mean
+AUC (mean evaluation return over the checkpoints), the kept fraction, and against the baseline ΔAUC with a 95% BCa
+interval, SE_ave (mean ± standard error) and the per-seed ΔAUC; then every pair of the other variants. Only the
+seeds every variant has are used.
 
     python benchmarks/paired_folders.py --seeds 0,1,2,3,4 \\
         ppo=benchmarks/results_eval100/MiniGrid-Empty-8x8-v0::ppo \\
@@ -24,18 +25,24 @@ from sb3_influence.benchmark.stats import paired_difference
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", required=True, help="comma-separated, e.g. 0,1,2,3,4")
-    parser.add_argument("variants", nargs="+", help="NAME=FOLDER::LABEL; the first is the baseline")
+    parser.add_argument(
+        "variants", nargs="+", help="NAME=FOLDER::LABEL (repeat a NAME to pool folders); the first is the baseline"
+    )
     args = parser.parse_args()
     runs = {}
     for item in args.variants:
         name, _, rest = item.partition("=")
         folder, _, labels = rest.partition("::")
         by_label = load_runs(folder)
-        runs[name] = {}
+        found: dict = {}
         for label in reversed(labels.split("|")):  # a seed's run from the first label that has it
             if label not in by_label:
                 raise SystemExit(f"{folder} has no runs labelled {label!r}; it has {sorted(by_label)}")
-            runs[name].update(by_label[label])
+            found.update(by_label[label])
+        both = sorted(set(found) & set(runs.get(name, {})))
+        if both:
+            raise SystemExit(f"{name}: seeds {both} are in more than one of its folders")
+        runs.setdefault(name, {}).update(found)
     seeds = [s for s in (int(x) for x in args.seeds.split(",")) if all(s in by_seed for by_seed in runs.values())]
     print(f"seeds {seeds}")
     auc = {name: np.array([curve(by_seed[s]).mean() for s in seeds]) for name, by_seed in runs.items()}
