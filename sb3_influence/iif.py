@@ -57,8 +57,9 @@ DEFAULT_FILTER_FRACTIONS: dict[str, float] = {
     "random": 0.125,
 }
 #: Which scores rank the records the ``"reliability"`` rule drops (``influence_ranking``): the cross-fitted scores
-#: (without each record's influence on itself) or the plain TracIn scores (the paper's).
-INFLUENCE_RANKINGS = ("crossfit", "plain")
+#: (without each record's influence on itself), the plain TracIn scores (the paper's), or the larger of the two
+#: (``"consensus"``: a record is dropped only when both call it harmful).
+INFLUENCE_RANKINGS = ("crossfit", "plain", "consensus")
 #: ``filter_min_reliability`` when none is given, per cross-fitted ``filter_mode``: the reliability rule's share
 #: ``max(filter_min_fraction, p * clip(rho, 0, 1))`` needs no cut-off, so that its floor applies at any ``rho``.
 DEFAULT_MIN_RELIABILITIES: dict[str, float] = {"adaptive": 0.0, "reliability": float("-inf")}
@@ -466,12 +467,16 @@ class InfluenceFilterMixin:
     def _score_rollout(self, records: RolloutRecords) -> tuple[np.ndarray, np.ndarray, float, float]:
         """
         The scores of the IIF step: ``(scores, rank_by, reliability, noise_std)``. ``scores`` are the TracIn scores
-        that are reported; the rule ranks by ``rank_by`` (the cross-fitted scores in the cross-fitted modes, unless
-        ``influence_ranking="plain"``).
+        that are reported; the rule ranks by ``rank_by``: in the cross-fitted modes the cross-fitted scores, the plain
+        ones (``influence_ranking="plain"``) or the larger of the two (``"consensus"``).
         """
         if self.filter_mode in CROSSFIT_MODES and self._can_cross_fit():
             crossfit = model_crossfit_scores(self, records, self.influence_folds)
-            rank_by = crossfit.total if self.influence_ranking == "plain" else crossfit.scores
+            rank_by = {
+                "crossfit": crossfit.scores,
+                "plain": crossfit.total,
+                "consensus": np.maximum(crossfit.scores, crossfit.total),  # NaN stays NaN
+            }[self.influence_ranking]
             return crossfit.total, rank_by, crossfit.reliability, crossfit.noise_std
         scores = model_influence_scores(self, records, self.influence_objective)
         return scores, scores, float("nan"), float("nan")
