@@ -316,7 +316,7 @@ def test_reliability_mode_drops_what_its_rule_says_on_the_cross_fitted_scores():
     assert model.logger.name_to_value["influence/reliability"] == report.reliability
 
 
-@pytest.mark.parametrize("ranking", ["crossfit", "plain", "consensus"])
+@pytest.mark.parametrize("ranking", ["crossfit", "plain", "consensus", "blend"])
 def test_reliability_mode_ranks_by_the_chosen_scores(ranking):
     # "plain" ranks by the plain TracIn scores (the reported ones), "consensus" by the larger of the plain and the
     # cross-fitted score; the share still comes from the cross-fitted rho
@@ -342,6 +342,8 @@ def test_reliability_mode_ranks_by_the_chosen_scores(ranking):
         "crossfit": crossfit.scores,
         "plain": crossfit.total,
         "consensus": np.maximum(crossfit.scores, crossfit.total),
+        "blend": (1 - np.clip(crossfit.reliability, 0, 1)) * crossfit.scores
+        + np.clip(crossfit.reliability, 0, 1) * crossfit.total,
     }[ranking]
     np.testing.assert_array_equal(captured["scores"], expected.ravel())
     assert captured["reliability"] == crossfit.reliability
