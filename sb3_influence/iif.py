@@ -57,10 +57,8 @@ DEFAULT_FILTER_FRACTIONS: dict[str, float] = {
     "random": 0.125,
 }
 #: Which scores rank the records the ``"reliability"`` rule drops (``influence_ranking``): the cross-fitted scores
-#: (without each record's influence on itself), the plain TracIn scores (the paper's), or the larger of the two
-#: (``"consensus"``: a record is dropped only when both call it harmful), or a mix of the two weighted by the
-#: ranking's reliability (``"blend"``: ``(1 - r) * crossfit + r * plain``, ``r = clip(rho, 0, 1)``).
-INFLUENCE_RANKINGS = ("crossfit", "plain", "consensus", "blend")
+#: (without each record's influence on itself) or the plain TracIn scores (the paper's).
+INFLUENCE_RANKINGS = ("crossfit", "plain")
 #: ``filter_min_reliability`` when none is given, per cross-fitted ``filter_mode``: the reliability rule's share
 #: ``max(filter_min_fraction, p * clip(rho, 0, 1))`` needs no cut-off, so that its floor applies at any ``rho``.
 DEFAULT_MIN_RELIABILITIES: dict[str, float] = {"adaptive": 0.0, "reliability": float("-inf")}
@@ -468,19 +466,12 @@ class InfluenceFilterMixin:
     def _score_rollout(self, records: RolloutRecords) -> tuple[np.ndarray, np.ndarray, float, float]:
         """
         The scores of the IIF step: ``(scores, rank_by, reliability, noise_std)``. ``scores`` are the TracIn scores
-        that are reported; the rule ranks by ``rank_by``: in the cross-fitted modes the cross-fitted scores, the plain
-        ones (``influence_ranking="plain"``), the larger of the two (``"consensus"``) or their mix weighted by the
-        reliability (``"blend"``; the cross-fitted scores when the reliability is NaN).
+        that are reported; the rule ranks by ``rank_by`` (the cross-fitted scores in the cross-fitted modes, unless
+        ``influence_ranking="plain"``).
         """
         if self.filter_mode in CROSSFIT_MODES and self._can_cross_fit():
             crossfit = model_crossfit_scores(self, records, self.influence_folds)
-            weight = min(max(crossfit.reliability, 0.0), 1.0) if np.isfinite(crossfit.reliability) else 0.0
-            rank_by = {
-                "crossfit": crossfit.scores,
-                "plain": crossfit.total,
-                "consensus": np.maximum(crossfit.scores, crossfit.total),  # NaN stays NaN
-                "blend": (1.0 - weight) * crossfit.scores + weight * crossfit.total,
-            }[self.influence_ranking]
+            rank_by = crossfit.total if self.influence_ranking == "plain" else crossfit.scores
             return crossfit.total, rank_by, crossfit.reliability, crossfit.noise_std
         scores = model_influence_scores(self, records, self.influence_objective)
         return scores, scores, float("nan"), float("nan")

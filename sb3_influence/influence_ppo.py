@@ -103,10 +103,8 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         :func:`~sb3_influence.scoring.minibatch_groups`).
     :param influence_ranking: ``"reliability"`` mode: which scores rank the records its rule drops: ``"crossfit"``
         (default: each record scored along the other folds' objective gradient, without its influence on itself) or
-        ``"plain"`` (the plain TracIn scores, the paper's, as reported in ``last_influence.scores``) or
-        ``"consensus"`` (the larger of the two: a record is dropped only if both call it harmful) or ``"blend"``
-        (``(1 - r) * crossfit + r * plain`` with ``r`` the cross-fitted reliability clipped to [0, 1]). The share
-        dropped comes from the cross-fitted reliability in every case.
+        ``"plain"`` (the plain TracIn scores, the paper's, as reported in ``last_influence.scores``). The share
+        dropped comes from the cross-fitted reliability either way.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
