@@ -363,9 +363,9 @@ class CrossFitScores:
 
     ``by_fold[j, step, env] = <g_j, -grad l_i>``, with ``g_j`` the gradient of the return objective's terms over
     fold ``j`` (``f = sum_j f_j``). Their sum over ``j`` is the plain TracIn score (:attr:`total`). A record's own
-    fold contains the record itself (its self-influence, always favourable) and the records of its own
-    episode; the other folds' directions are independent of it, which gives an unbiased score
-    (:attr:`scores`) and, from their disagreement, a noise level and a reliability.
+    fold contains the record itself (its self-influence, favourable unless advantage standardisation flips the sign
+    of its advantage) and the records of its own episode; the other folds' directions are independent of it, which
+    gives an unbiased score (:attr:`scores`) and, from their disagreement, a noise level and a reliability.
 
     :param by_fold: Scores ``(n_folds, n_steps, n_envs)``; NaN for records with non-finite data.
     :param folds: Fold of each record, ``(n_steps, n_envs)``.
