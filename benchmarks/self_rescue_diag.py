@@ -3,7 +3,8 @@ Which records does adding the self-influence to the cross-fitted score keep? (RE
 cross-fitted and the plain one".)
 
 Trains the default rule (cross-fitted ranking with the floor) on one env and seed for a few iterations and, at each
-IIF step, compares its drop set with that of the same rule ranked by cross-fitted score + self-influence. Prints
+IIF step, compares its drop set with that of the same rule ranked by cross-fitted score + self-influence (both
+before whole-minibatch rounding). Prints
 per iteration: records the default drops, how many of them the self-influence keeps and the share of those with a
 positive advantage, how many it drops in their place and their share with a positive advantage, the share of
 positive advantages in the default's drop set, and the split reliability.
@@ -17,7 +18,6 @@ Needs the probe's ``self_influence`` (not in the library): run it from a checkou
 
 import sys
 
-import numpy as np
 import torch as th
 
 import sb3_influence.benchmark.runner as runner
@@ -39,8 +39,10 @@ def main() -> None:
             return scores, rank_by, reliability, noise_std
         crossfit, advantages = rank_by.ravel(), records.advantages.ravel()
         with_self = crossfit + model_self_influence(self, records).ravel()
-        default = ~reliability_filter_mask(crossfit, reliability, 0.5, -np.inf, 64, 0.125)
-        other = ~reliability_filter_mask(with_self, reliability, 0.5, -np.inf, 64, 0.125)
+        # the model's own rule settings, as _filter_rollout passes them (before whole-minibatch rounding)
+        settings = (self.fraction, self.min_reliability, self._minibatch_size(), self.min_fraction)
+        default = ~reliability_filter_mask(crossfit, reliability, *settings)
+        other = ~reliability_filter_mask(with_self, reliability, *settings)
         kept, dropped = default & ~other, other & ~default
 
         def positive(mask):
