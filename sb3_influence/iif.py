@@ -352,16 +352,30 @@ class InfluenceFilterMixin:
 
     def no_outcome_variation(self) -> bool:
         """
-        Whether training has seen no outcome variation yet: fewer than two recent episodes (SB3's
-        ``ep_info_buffer``, the last ``stats_window_size`` episodes, this rollout's included), or all with the same
-        return (Acrobot or a sparse-reward task before the first success). The advantages then only measure the
-        value function's errors, and the cross-fitted rules drop nothing: filtering such buffers delayed Acrobot's
-        first success, and one drop in a first rollout that ended no episode sent a panel seed into a run that never
-        succeeded (benchmarks/RESULTS.md). Recent episodes, not only this rollout's: a rollout shorter than an
-        episode may end none.
+        Whether the recent episodes show no outcome variation: fewer than two of them, or all with the same return
+        (Acrobot or a sparse-reward task before the first success, or after a collapse; a task already solved). The
+        advantages then only measure the value function's errors, and the cross-fitted rules drop nothing:
+        filtering such buffers delayed Acrobot's first success, and one drop in a first rollout that ended no
+        episode sent a panel seed into a run that never succeeded (benchmarks/RESULTS.md).
+
+        The recent episodes are those that ended during the last rollout, and at least the last two (SB3's
+        ``ep_info_buffer``): a rollout shorter than an episode may end none. Not the whole ``ep_info_buffer`` (the
+        last ``stats_window_size`` episodes): its old successes kept the gate open for dozens of iterations after
+        an Acrobot panel seed stopped succeeding.
         """
         returns = [float(info["r"]) for info in (self.ep_info_buffer or ()) if "r" in info]
+        returns = returns[-max(2, self._episodes_in_last_rollout()) :]
         return len(returns) < 2 or max(returns) == min(returns)
+
+    def _episodes_in_last_rollout(self) -> int:
+        """Number of episodes (of any env) that ended during the last collected rollout (0 before the first)."""
+        starts = getattr(self.rollout_buffer, "episode_starts", None)
+        last = getattr(self, "_last_episode_starts", None)
+        if starts is None or last is None:
+            return 0
+        # episode_starts[t] marks a step after an episode's end: rows 1.. end episodes of this rollout, row 0 of the
+        # previous one; _last_episode_starts marks the episodes that ended at the rollout's last step
+        return int(np.count_nonzero(np.asarray(starts)[1:]) + np.count_nonzero(np.asarray(last)))
 
     def _outcome_gate_closed(self) -> bool:
         """

@@ -401,6 +401,18 @@ def test_cross_fitted_rules_drop_nothing_without_outcome_variation(filter_mode):
         InfluencePPO("MlpPolicy", "CartPole-v1", filter_outcome_gate="yes")
 
 
+def test_outcome_gate_looks_at_the_last_rollouts_episodes_only():
+    # an old success in SB3's 100-episode window does not open the gate once the last rollout's episodes all fail
+    model = InfluencePPO(
+        "MlpPolicy", make_vec_env(_ConstantOutcomeEnv, n_envs=2, seed=0), n_steps=32, batch_size=16, n_epochs=1, seed=0
+    ).learn(64)
+    assert model._episodes_in_last_rollout() == 8  # 2 envs x 32 steps of 8-step episodes
+    model.ep_info_buffer.appendleft({"r": 100.0, "l": 8, "t": 0.0})
+    assert len(model.ep_info_buffer) == 9 and model.no_outcome_variation()
+    model.ep_info_buffer.append({"r": 100.0, "l": 8, "t": 0.0})  # one success among the last rollout's episodes
+    assert not model.no_outcome_variation()
+
+
 def test_outcome_gate_remembers_episodes_across_rollouts_shorter_than_an_episode():
     # 4-step rollouts of 8-step episodes: the first rollout ends no episode (nothing known: closed), the second
     # ends two with the same return, the third none (the two are remembered)
