@@ -82,9 +82,10 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         an iteration where the rule does not abstain (the gate is open), however low the reliability:
         ``max(filter_min_fraction, p * clip(rho, 0, 1))``. ``None`` (default): 0.125, the paper's smallest p on its
         discrete-action tasks (never above ``p``); 0 for the bare reliability-scaled rule.
-    :param filter_outcome_gate: ``"adaptive"`` and ``"reliability"`` modes: drop nothing until two recent episodes
-        have had different returns (:meth:`~sb3_influence.iif.InfluenceFilterMixin.no_outcome_variation`; needs a
-        ``Monitor``-wrapped env, else the gate stays open with a warning).
+    :param filter_outcome_gate: ``"adaptive"`` and ``"reliability"`` modes: drop nothing in an iteration whose recent
+        episodes (those that ended in the last rollout, at least the last two) all had the same return
+        (:meth:`~sb3_influence.iif.InfluenceFilterMixin.no_outcome_variation`; needs a ``Monitor``-wrapped env, else
+        the gate stays open with a warning).
     :param influence_folds: ``"adaptive"`` and ``"reliability"`` modes: number of contiguous folds of the buffer for
         cross-fitting (at least 3).
     :param filter_whole_minibatches: Round the number of kept records to whole minibatches
