@@ -1,14 +1,15 @@
 """
 Quick start: InfluencePPO with its default settings against PPO on CartPole-v1, paired seeds.
 
-    python examples/compare.py                 # about 3 minutes on a 2-core CPU
+    python examples/compare.py                 # 1.5 to 3 minutes on a 2-core CPU
     tensorboard --logdir runs/quickstart       # rollout/, train/ and influence/ (diagnostics) curves
 
 The only change between the two runs of a seed is the class: ``PPO`` or ``InfluencePPO``. After every iteration
 each model is evaluated on the same fixed test set (the same evaluation episodes and action noise for every
 checkpoint of both methods, :func:`sb3_influence.benchmark.evaluation.evaluate_fixed`), so the curves differ only
-because the policies differ, and the numbers are the same on every machine. Writes the learning curves (mean and
-range over seeds) to ``runs/quickstart/learning_curves.png`` and prints a short table.
+because the policies differ, and the numbers repeat exactly on one machine (another CPU may round differently).
+Writes the learning curves (mean and range over seeds) to ``runs/quickstart/learning_curves.png`` and prints a
+short table.
 """
 
 import argparse
