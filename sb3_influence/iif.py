@@ -170,9 +170,10 @@ class InfluenceFilterMixin:
 
     The settings (documented in :class:`~sb3_influence.InfluencePPO`) are attributes: ``filter_fraction``,
     ``filter_mode``, ``filter_confidence``, ``filter_min_reliability``, ``filter_min_fraction``,
-    ``filter_outcome_gate``, ``influence_folds``, ``filter_whole_minibatches``, ``influence_objective``,
-    ``influence_chunk_size``, ``influence_preconditioner``, ``influence_loss``, ``influence_advantage_norm``,
-    ``influence_ranking``. Scores use the parent's own loss settings (``ent_coef``, ``vf_coef``, ``normalize_advantage``).
+    ``filter_outcome_gate``, ``filter_gate_rollouts``, ``influence_folds``, ``filter_whole_minibatches``,
+    ``influence_objective``, ``influence_chunk_size``, ``influence_preconditioner``, ``influence_loss``,
+    ``influence_advantage_norm``, ``influence_ranking``. Scores use the parent's own loss settings (``ent_coef``,
+    ``vf_coef``, ``normalize_advantage``).
 
     Hooks for the host algorithm: :meth:`_default_buffer_classes`, :meth:`_minibatch_size`,
     :meth:`_check_influence_policy`, :meth:`_replace_rollout_buffer`.
@@ -195,6 +196,7 @@ class InfluenceFilterMixin:
     filter_min_reliability: float | None
     filter_min_fraction: float | None
     filter_outcome_gate: bool
+    filter_gate_rollouts: int
     influence_folds: int
     filter_whole_minibatches: bool
     influence_objective: InfluenceObjective | None
@@ -221,6 +223,7 @@ class InfluenceFilterMixin:
         influence_loss: str,
         influence_advantage_norm: str,
         influence_ranking: str = "crossfit",
+        filter_gate_rollouts: int = 1,
     ) -> None:
         """Set and check the IIF settings (before the parent's constructor, so bad input fails before any env is built)."""
         self.filter_fraction = filter_fraction
@@ -229,6 +232,7 @@ class InfluenceFilterMixin:
         self.filter_min_reliability = filter_min_reliability
         self.filter_min_fraction = filter_min_fraction
         self.filter_outcome_gate = filter_outcome_gate
+        self.filter_gate_rollouts = filter_gate_rollouts
         self.influence_folds = influence_folds
         self.filter_whole_minibatches = filter_whole_minibatches
         self.influence_objective = influence_objective
@@ -284,6 +288,9 @@ class InfluenceFilterMixin:
             raise ValueError(f"filter_confidence must be in (0, 1), got {self.filter_confidence!r}")
         if not isinstance(self.filter_outcome_gate, (bool, np.bool_)):
             raise ValueError(f"filter_outcome_gate must be a bool, got {self.filter_outcome_gate!r}")
+        rollouts = self.filter_gate_rollouts
+        if isinstance(rollouts, bool) or not isinstance(rollouts, (int, np.integer)) or rollouts < 1:
+            raise ValueError(f"filter_gate_rollouts must be a positive integer, got {rollouts!r}")
         min_reliability = self.filter_min_reliability
         if min_reliability is not None and (
             isinstance(min_reliability, bool) or not isinstance(min_reliability, (int, float)) or np.isnan(min_reliability)
@@ -343,11 +350,12 @@ class InfluenceFilterMixin:
                 f"influence_preconditioner='adam' needs an Adam or AdamW optimizer, got {type(self.policy.optimizer).__name__}"
             )
         self._filter_rng = np.random.default_rng(self.seed)
+        self._gate_streak = 0  # consecutive rollouts with outcome variation (the outcome gate's count)
         self._abstention_warned = False
         self._unobservable_warned = False
 
     def _excluded_save_params(self) -> list[str]:
-        excluded = ["last_influence", "_filter_rng", "_abstention_warned", "_unobservable_warned"]
+        excluded = ["last_influence", "_filter_rng", "_gate_streak", "_abstention_warned", "_unobservable_warned"]
         return [*super()._excluded_save_params(), *excluded]  # type: ignore[misc]
 
     def no_outcome_variation(self) -> bool:
@@ -379,8 +387,11 @@ class InfluenceFilterMixin:
 
     def _outcome_gate_closed(self) -> bool:
         """
-        Whether the outcome gate holds a cross-fitted rule back this iteration (``filter_outcome_gate`` on and
-        :meth:`no_outcome_variation`). Without ``Monitor`` the returns are unseen: the gate stays open, with one warning.
+        Whether the outcome gate holds a cross-fitted rule back this iteration: ``filter_outcome_gate`` is on and
+        fewer than ``filter_gate_rollouts`` consecutive rollouts, this one included, showed outcome variation
+        (:meth:`no_outcome_variation`). With 2, the rollout of a first success is never filtered. Call once per
+        iteration (it counts the rollouts). Without ``Monitor`` the returns are unseen: the gate stays open, with one
+        warning.
         """
         if self.filter_mode not in CROSSFIT_MODES or not self.filter_outcome_gate:
             return False
@@ -394,7 +405,8 @@ class InfluenceFilterMixin:
                 )
                 self._unobservable_warned = True
             return False
-        return self.no_outcome_variation()
+        self._gate_streak = 0 if self.no_outcome_variation() else self._gate_streak + 1
+        return self._gate_streak < self.filter_gate_rollouts
 
     def _outcomes_observable(self) -> bool:
         """Whether episode returns reach ``ep_info_buffer``: the training env is wrapped in ``Monitor`` or ``VecMonitor``."""

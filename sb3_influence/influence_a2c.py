@@ -58,6 +58,7 @@ class InfluenceA2C(InfluenceFilterMixin, A2C):
     :param filter_min_reliability: As in :class:`~sb3_influence.InfluencePPO`.
     :param filter_min_fraction: As in :class:`~sb3_influence.InfluencePPO`.
     :param filter_outcome_gate: As in :class:`~sb3_influence.InfluencePPO`.
+    :param filter_gate_rollouts: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_folds: As in :class:`~sb3_influence.InfluencePPO` (at most ``n_steps``).
     :param filter_whole_minibatches: No effect (A2C updates on one batch); kept for a common signature.
     :param influence_objective: As in :class:`~sb3_influence.InfluencePPO`.
@@ -105,6 +106,7 @@ class InfluenceA2C(InfluenceFilterMixin, A2C):
         filter_min_reliability: float | None = None,
         filter_min_fraction: float | None = None,
         filter_outcome_gate: bool = True,
+        filter_gate_rollouts: int = 1,
         influence_folds: int = 3,
         filter_whole_minibatches: bool = True,
         influence_objective: InfluenceObjective | None = None,
@@ -129,6 +131,7 @@ class InfluenceA2C(InfluenceFilterMixin, A2C):
             influence_loss,
             "buffer",  # influence_advantage_norm: no record minibatches to standardise within
             influence_ranking,
+            filter_gate_rollouts=filter_gate_rollouts,
         )
         super().__init__(
             policy,

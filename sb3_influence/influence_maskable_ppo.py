@@ -59,6 +59,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
     :param filter_min_reliability: As in :class:`~sb3_influence.InfluencePPO`.
     :param filter_min_fraction: As in :class:`~sb3_influence.InfluencePPO`.
     :param filter_outcome_gate: As in :class:`~sb3_influence.InfluencePPO`.
+    :param filter_gate_rollouts: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_folds: As in :class:`~sb3_influence.InfluencePPO`.
     :param filter_whole_minibatches: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_objective: As in :class:`~sb3_influence.InfluencePPO`; an
@@ -109,6 +110,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
         filter_min_reliability: float | None = None,
         filter_min_fraction: float | None = None,
         filter_outcome_gate: bool = True,
+        filter_gate_rollouts: int = 1,
         influence_folds: int = 3,
         filter_whole_minibatches: bool = True,
         influence_objective: InfluenceObjective | None = None,
@@ -134,6 +136,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
             influence_loss,
             influence_advantage_norm,
             influence_ranking,
+            filter_gate_rollouts=filter_gate_rollouts,
         )
         super().__init__(
             policy,

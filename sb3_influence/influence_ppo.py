@@ -86,6 +86,9 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         episodes (those that ended in the last rollout, at least the last two) all had the same return
         (:meth:`~sb3_influence.iif.InfluenceFilterMixin.no_outcome_variation`; needs a ``Monitor``-wrapped env, else
         the gate stays open with a warning).
+    :param filter_gate_rollouts: With ``filter_outcome_gate``: the gate opens only after this many consecutive
+        rollouts with outcome variation, the current one included (1: in every rollout whose recent episodes differ;
+        2: the rollout of a first success is never filtered, as a drop there stalled an Acrobot panel seed for good).
     :param influence_folds: ``"adaptive"`` and ``"reliability"`` modes: number of contiguous folds of the buffer for
         cross-fitting (at least 3).
     :param filter_whole_minibatches: Round the number of kept records to whole minibatches
@@ -149,6 +152,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         filter_min_reliability: float | None = None,
         filter_min_fraction: float | None = None,
         filter_outcome_gate: bool = True,
+        filter_gate_rollouts: int = 1,
         influence_folds: int = 3,
         filter_whole_minibatches: bool = True,
         influence_objective: InfluenceObjective | None = None,
@@ -174,6 +178,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
             influence_loss,
             influence_advantage_norm,
             influence_ranking,
+            filter_gate_rollouts=filter_gate_rollouts,
         )
         super().__init__(
             policy,

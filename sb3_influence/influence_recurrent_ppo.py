@@ -67,6 +67,7 @@ class InfluenceRecurrentPPO(InfluenceFilterMixin, RecurrentPPO):
     :param filter_min_reliability: As in :class:`~sb3_influence.InfluencePPO`.
     :param filter_min_fraction: As in :class:`~sb3_influence.InfluencePPO`.
     :param filter_outcome_gate: As in :class:`~sb3_influence.InfluencePPO`.
+    :param filter_gate_rollouts: As in :class:`~sb3_influence.InfluencePPO`.
     :param influence_folds: As in :class:`~sb3_influence.InfluencePPO` (folds are blocks of steps, at most ``n_steps``).
     :param filter_whole_minibatches: No effect (minibatches are masked sequences); kept for a common signature.
     :param influence_objective: As in :class:`~sb3_influence.InfluencePPO` (an
@@ -116,6 +117,7 @@ class InfluenceRecurrentPPO(InfluenceFilterMixin, RecurrentPPO):
         filter_min_reliability: float | None = None,
         filter_min_fraction: float | None = None,
         filter_outcome_gate: bool = True,
+        filter_gate_rollouts: int = 1,
         influence_folds: int = 3,
         filter_whole_minibatches: bool = True,
         influence_objective: InfluenceObjective | None = None,
@@ -140,6 +142,7 @@ class InfluenceRecurrentPPO(InfluenceFilterMixin, RecurrentPPO):
             influence_loss,
             "buffer",  # influence_advantage_norm: no record minibatches to standardise within
             influence_ranking,
+            filter_gate_rollouts=filter_gate_rollouts,
         )
         super().__init__(
             policy,

@@ -433,6 +433,47 @@ def test_outcome_gate_remembers_episodes_across_rollouts_shorter_than_an_episode
     assert len(model.ep_info_buffer) == 2
 
 
+@pytest.mark.parametrize(
+    "rollouts, expected",
+    [
+        (1, [True, False, False, True, False, True, True, False, False]),
+        (2, [True, True, False, True, True, True, True, True, False]),
+        (3, [True, True, True, True, True, True, True, True, True]),
+    ],
+)
+def test_outcome_gate_opens_after_filter_gate_rollouts_varied_rollouts(rollouts, expected, monkeypatch):
+    # hand-made sequence of rollouts: whether each one's recent episodes showed no outcome variation
+    no_variation = iter([True, False, False, True, False, True, True, False, False])
+    model = InfluencePPO("MlpPolicy", make_vec_env(_ConstantOutcomeEnv, n_envs=1, seed=0), n_steps=16, batch_size=16, seed=0)
+    model.filter_gate_rollouts = rollouts
+    monkeypatch.setattr(model, "no_outcome_variation", lambda: next(no_variation))
+    monkeypatch.setattr(model, "_outcomes_observable", lambda: True)
+    assert [model._outcome_gate_closed() for _ in expected] == expected
+
+
+def test_two_rollout_gate_spares_the_first_varied_rollout(tmp_path):
+    # CartPole's episodes differ from the first rollout: one varied rollout does not open the gate, the second does
+    extra = dict(
+        n_steps=128, batch_size=64, n_epochs=1, seed=0, filter_min_reliability=-1e9, policy_kwargs=dict(net_arch=[16])
+    )
+    gated = []
+    model = InfluencePPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), filter_gate_rollouts=2, **extra)
+    for _ in range(3):
+        model.learn(256, reset_num_timesteps=False)
+        gated.append(model.last_influence.gated)
+    assert gated == [True, False, False] and model._gate_streak == 3
+    model.save(tmp_path / "model")
+    loaded = InfluencePPO.load(tmp_path / "model", env=make_vec_env("CartPole-v1", n_envs=2, seed=0))
+    assert loaded.filter_gate_rollouts == 2 and loaded._gate_streak == 0  # the count starts again after a load
+    loaded.learn(256, reset_num_timesteps=False)
+    assert loaded.last_influence.gated
+    one = InfluencePPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), filter_gate_rollouts=1, **extra)
+    assert one.learn(256).last_influence.gated is False
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="filter_gate_rollouts"):
+            InfluencePPO("MlpPolicy", "CartPole-v1", filter_gate_rollouts=bad)
+
+
 @pytest.mark.parametrize("use_sde", [False, True])
 def test_adaptive_rule_abstains_on_continuous_actions(use_sde):
     extra = dict(use_sde=use_sde, n_steps=96, batch_size=32, n_epochs=2, seed=0, policy_kwargs=dict(net_arch=[16]))
