@@ -57,7 +57,7 @@ DEFAULT_FILTER_FRACTIONS: dict[str, float] = {
     "random": 0.125,
 }
 #: Which scores rank the records the ``"reliability"`` rule drops (``influence_ranking``): the cross-fitted scores
-#: (without each record's influence on itself) or the plain TracIn scores (the paper's).
+#: (without each record's influence on itself) or the plain TracIn scores (the paper's; the default).
 INFLUENCE_RANKINGS = ("crossfit", "plain")
 #: ``filter_min_reliability`` when none is given, per cross-fitted ``filter_mode``: the reliability rule's share
 #: ``max(filter_min_fraction, p * clip(rho, 0, 1))`` needs no cut-off, so that its floor applies at any ``rho``.
@@ -204,7 +204,7 @@ class InfluenceFilterMixin:
     influence_preconditioner: str
     influence_loss: str
     influence_advantage_norm: str
-    influence_ranking: str
+    influence_ranking: str | None
     last_influence: InfluenceReport | None
 
     def _init_influence(
@@ -222,8 +222,8 @@ class InfluenceFilterMixin:
         influence_preconditioner: str,
         influence_loss: str,
         influence_advantage_norm: str,
-        influence_ranking: str = "crossfit",
-        filter_gate_rollouts: int = 1,
+        influence_ranking: str | None = None,
+        filter_gate_rollouts: int = 2,
     ) -> None:
         """Set and check the IIF settings (before the parent's constructor, so bad input fails before any env is built)."""
         self.filter_fraction = filter_fraction
@@ -317,10 +317,12 @@ class InfluenceFilterMixin:
             raise ValueError(
                 f"Unknown influence_advantage_norm {self.influence_advantage_norm!r}, expected one of {ADVANTAGE_NORMS}"
             )
-        if self.influence_ranking not in INFLUENCE_RANKINGS:
+        if self.influence_ranking is not None and self.influence_ranking not in INFLUENCE_RANKINGS:
             raise ValueError(f"Unknown influence_ranking {self.influence_ranking!r}, expected one of {INFLUENCE_RANKINGS}")
-        if self.influence_ranking != "crossfit" and self.filter_mode != "reliability":
-            raise ValueError(f"influence_ranking applies to filter_mode='reliability' only, got {self.filter_mode!r}")
+        if self.influence_ranking is not None and self.filter_mode not in CROSSFIT_MODES:
+            raise ValueError(f"influence_ranking applies to the cross-fitted modes {CROSSFIT_MODES}, got {self.filter_mode!r}")
+        if self.influence_ranking == "plain" and self.filter_mode != "reliability":
+            raise ValueError(f"influence_ranking='plain' applies to filter_mode='reliability' only, got {self.filter_mode!r}")
         if self.influence_preconditioner not in PRECONDITIONERS:
             raise ValueError(
                 f"Unknown influence_preconditioner {self.influence_preconditioner!r}, expected one of {PRECONDITIONERS}"
@@ -489,15 +491,26 @@ class InfluenceFilterMixin:
             return min(DEFAULT_MIN_FRACTION, self.fraction) if self.filter_mode == "reliability" else 0.0
         return min(float(self.filter_min_fraction), self.fraction)
 
+    @property
+    def ranking(self) -> str:
+        """
+        The scores the rule ranks by: ``influence_ranking``, or when it is ``None``, ``"crossfit"`` in ``"adaptive"``
+        mode (its test needs the cross-fitted scores) and ``"plain"`` in the others (the default ``"reliability"``
+        rule, and the fixed-p modes, which rank by the plain TracIn scores as the paper does).
+        """
+        if self.influence_ranking is not None:
+            return self.influence_ranking
+        return "crossfit" if self.filter_mode == "adaptive" else "plain"
+
     def _score_rollout(self, records: RolloutRecords) -> tuple[np.ndarray, np.ndarray, float, float]:
         """
         The scores of the IIF step: ``(scores, rank_by, reliability, noise_std)``. ``scores`` are the TracIn scores
-        that are reported; the rule ranks by ``rank_by`` (the cross-fitted scores in the cross-fitted modes, unless
-        ``influence_ranking="plain"``).
+        that are reported; the rule ranks by ``rank_by`` (the plain scores, or the cross-fitted ones where
+        :attr:`ranking` is ``"crossfit"``).
         """
         if self.filter_mode in CROSSFIT_MODES and self._can_cross_fit():
             crossfit = model_crossfit_scores(self, records, self.influence_folds)
-            rank_by = crossfit.total if self.influence_ranking == "plain" else crossfit.scores
+            rank_by = crossfit.total if self.ranking == "plain" else crossfit.scores
             return crossfit.total, rank_by, crossfit.reliability, crossfit.noise_std
         scores = model_influence_scores(self, records, self.influence_objective)
         return scores, scores, float("nan"), float("nan")

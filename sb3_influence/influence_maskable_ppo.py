@@ -110,7 +110,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
         filter_min_reliability: float | None = None,
         filter_min_fraction: float | None = None,
         filter_outcome_gate: bool = True,
-        filter_gate_rollouts: int = 1,
+        filter_gate_rollouts: int = 2,
         influence_folds: int = 3,
         filter_whole_minibatches: bool = True,
         influence_objective: InfluenceObjective | None = None,
@@ -118,7 +118,7 @@ class InfluenceMaskablePPO(InfluenceFilterMixin, MaskablePPO):
         influence_preconditioner: str = "none",
         influence_loss: str = "ppo",
         influence_advantage_norm: str = "buffer",
-        influence_ranking: str = "crossfit",
+        influence_ranking: str | None = None,
         _init_setup_model: bool = True,
     ):
         self._init_influence(

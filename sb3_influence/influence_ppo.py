@@ -87,8 +87,9 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         (:meth:`~sb3_influence.iif.InfluenceFilterMixin.no_outcome_variation`; needs a ``Monitor``-wrapped env, else
         the gate stays open with a warning).
     :param filter_gate_rollouts: With ``filter_outcome_gate``: the gate opens only after this many consecutive
-        rollouts with outcome variation, the current one included (1: in every rollout whose recent episodes differ;
-        2: the rollout of a first success is never filtered, as a drop there stalled an Acrobot panel seed for good).
+        rollouts with outcome variation, the current one included. 2 (default): the rollout of a first success is
+        never filtered (a single drop there stalled an Acrobot panel seed for good); 1: every rollout whose recent
+        episodes differ may be filtered.
     :param influence_folds: ``"adaptive"`` and ``"reliability"`` modes: number of contiguous folds of the buffer for
         cross-fitting (at least 3).
     :param filter_whole_minibatches: Round the number of kept records to whole minibatches
@@ -105,10 +106,12 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         minibatches of one random permutation of the buffer, as PPO's update does and as the paper's code scores;
         the permutation is drawn from ``seed`` and the iteration, see
         :func:`~sb3_influence.scoring.minibatch_groups`).
-    :param influence_ranking: ``"reliability"`` mode: which scores rank the records its rule drops: ``"crossfit"``
-        (default: each record scored along the other folds' objective gradient, without its influence on itself) or
-        ``"plain"`` (the plain TracIn scores, the paper's, as reported in ``last_influence.scores``). The share
-        dropped comes from the cross-fitted reliability either way.
+    :param influence_ranking: ``"reliability"`` mode: which scores rank the records its rule drops: ``"plain"`` (the
+        plain TracIn scores, the paper's, as reported in ``last_influence.scores``) or ``"crossfit"`` (each record
+        scored along the other folds' objective gradient, without its influence on itself). The share dropped comes
+        from the cross-fitted reliability either way. ``None`` (default): ``"plain"``, and ``"crossfit"`` in
+        ``"adaptive"`` mode (the only ranking its test allows); the fixed-p modes take no ranking
+        (:attr:`~sb3_influence.iif.InfluenceFilterMixin.ranking`).
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -152,7 +155,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         filter_min_reliability: float | None = None,
         filter_min_fraction: float | None = None,
         filter_outcome_gate: bool = True,
-        filter_gate_rollouts: int = 1,
+        filter_gate_rollouts: int = 2,
         influence_folds: int = 3,
         filter_whole_minibatches: bool = True,
         influence_objective: InfluenceObjective | None = None,
@@ -160,7 +163,7 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         influence_preconditioner: str = "none",
         influence_loss: str = "ppo",
         influence_advantage_norm: str = "buffer",
-        influence_ranking: str = "crossfit",
+        influence_ranking: str | None = None,
         _init_setup_model: bool = True,
     ):
         self._init_influence(

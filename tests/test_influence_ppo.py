@@ -189,6 +189,7 @@ def test_non_finite_scores_leave_records_out_and_skip_an_empty_update(monkeypatc
         (dict(influence_ranking="oracle"), "influence_ranking"),
         (dict(filter_mode="adaptive", influence_ranking="plain"), "influence_ranking"),
         (dict(filter_mode="negative", influence_ranking="plain"), "influence_ranking"),
+        (dict(filter_mode="negative", influence_ranking="crossfit"), "influence_ranking"),
         (dict(influence_preconditioner="adam", policy_kwargs=dict(optimizer_class=th.optim.SGD)), "Adam"),
         (dict(rollout_buffer_class=type("MyBuffer", (RolloutBuffer,), {})), "MyBuffer"),
     ],
@@ -298,7 +299,17 @@ def test_mode_defaults_of_the_cut_off_and_the_floor():
 
 
 def test_reliability_mode_drops_what_its_rule_says_on_the_cross_fitted_scores():
-    model = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=512, batch_size=64, n_epochs=1, seed=0, filter_mode="reliability")
+    # one rollout: the gate opens at the first rollout whose episodes differ
+    model = InfluencePPO(
+        "MlpPolicy",
+        "CartPole-v1",
+        n_steps=512,
+        batch_size=64,
+        n_epochs=1,
+        seed=0,
+        filter_mode="reliability",
+        filter_gate_rollouts=1,
+    )
     assert model.fraction == 0.5
     captured = {}
 
@@ -316,10 +327,28 @@ def test_reliability_mode_drops_what_its_rule_says_on_the_cross_fitted_scores():
     assert model.logger.name_to_value["influence/reliability"] == report.reliability
 
 
-@pytest.mark.parametrize("ranking", ["crossfit", "plain"])
+def test_ranking_defaults_to_plain_except_in_adaptive_mode():
+    assert InfluencePPO("MlpPolicy", "CartPole-v1").ranking == "plain"  # the default reliability rule
+    assert InfluencePPO("MlpPolicy", "CartPole-v1", filter_mode="adaptive").ranking == "crossfit"
+    assert InfluencePPO("MlpPolicy", "CartPole-v1", filter_mode="negative").ranking == "plain"
+    assert InfluencePPO("MlpPolicy", "CartPole-v1", influence_ranking="crossfit").ranking == "crossfit"
+
+
+@pytest.mark.parametrize("ranking", ["crossfit", "plain", None])
 def test_reliability_mode_ranks_by_the_chosen_scores(ranking):
-    # "plain" ranks by the plain TracIn scores (the reported ones); the share still comes from the cross-fitted rho
-    model = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=512, batch_size=64, n_epochs=1, seed=0, influence_ranking=ranking)
+    # "plain" (the default, None) ranks by the plain TracIn scores (the reported ones); the share still comes from
+    # the cross-fitted rho
+    model = InfluencePPO(
+        "MlpPolicy",
+        "CartPole-v1",
+        n_steps=512,
+        batch_size=64,
+        n_epochs=1,
+        seed=0,
+        influence_ranking=ranking,
+        filter_gate_rollouts=1,
+    )
+    ranking = model.ranking
     captured = {}
 
     def capture(scores, reliability, *args):
@@ -378,7 +407,7 @@ def test_cross_fitted_rules_drop_nothing_without_outcome_variation(filter_mode):
     fixed.learn(64)
     assert not fixed.last_influence.gated and fixed.last_influence.n_dropped > 0  # the paper's rule is not gated
     # episodes with different returns open the gate
-    varied = InfluencePPO("MlpPolicy", "CartPole-v1", **dict(extra, n_steps=256), **rule).learn(256)
+    varied = InfluencePPO("MlpPolicy", "CartPole-v1", **dict(extra, n_steps=256), **rule, filter_gate_rollouts=1).learn(256)
     assert len(varied.ep_info_buffer) >= 2 and not varied.no_outcome_variation() and not varied.last_influence.gated
     iif.ep_info_buffer.clear()
     assert iif.no_outcome_variation()  # no episode yet: nothing to learn from is known
