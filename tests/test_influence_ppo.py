@@ -298,18 +298,12 @@ def test_mode_defaults_of_the_cut_off_and_the_floor():
     assert paper.min_fraction == 0.0
 
 
+#: One CartPole rollout of 512 steps, with a gate that opens at the first rollout whose episodes differ.
+_ONE_ROLLOUT = dict(n_steps=512, batch_size=64, n_epochs=1, seed=0, filter_gate_rollouts=1)
+
+
 def test_reliability_mode_drops_what_its_rule_says_on_the_cross_fitted_scores():
-    # one rollout: the gate opens at the first rollout whose episodes differ
-    model = InfluencePPO(
-        "MlpPolicy",
-        "CartPole-v1",
-        n_steps=512,
-        batch_size=64,
-        n_epochs=1,
-        seed=0,
-        filter_mode="reliability",
-        filter_gate_rollouts=1,
-    )
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", filter_mode="reliability", **_ONE_ROLLOUT)
     assert model.fraction == 0.5
     captured = {}
 
@@ -338,16 +332,7 @@ def test_ranking_defaults_to_plain_except_in_adaptive_mode():
 def test_reliability_mode_ranks_by_the_chosen_scores(ranking):
     # "plain" (the default, None) ranks by the plain TracIn scores (the reported ones); the share still comes from
     # the cross-fitted rho
-    model = InfluencePPO(
-        "MlpPolicy",
-        "CartPole-v1",
-        n_steps=512,
-        batch_size=64,
-        n_epochs=1,
-        seed=0,
-        influence_ranking=ranking,
-        filter_gate_rollouts=1,
-    )
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", influence_ranking=ranking, **_ONE_ROLLOUT)
     ranking = model.ranking
     captured = {}
 
