@@ -329,6 +329,9 @@ class InfluenceFilterMixin:
             )
 
     def _setup_model(self) -> None:
+        if self.influence_ranking == "crossfit" and self.filter_mode not in CROSSFIT_MODES:
+            # a zip saved while "crossfit" was every mode's default ranking: the fixed-p modes rank by the plain scores
+            self.influence_ranking = None
         self._check_influence_args()
         # Plain parent buffers (also what a parent's zip stores) become their filtering variants.
         buffer_class: Any = self.rollout_buffer_class

@@ -321,6 +321,19 @@ def test_reliability_mode_drops_what_its_rule_says_on_the_cross_fitted_scores():
     assert model.logger.name_to_value["influence/reliability"] == report.reliability
 
 
+def test_load_of_a_zip_that_stored_the_old_default_ranking(tmp_path):
+    # before influence_ranking=None, every model stored "crossfit", also with the fixed-p modes that now reject it
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, filter_mode="negative")
+    model.influence_ranking = "crossfit"
+    model.save(tmp_path / "old")
+    loaded = InfluencePPO.load(tmp_path / "old")
+    assert loaded.influence_ranking is None and loaded.ranking == "plain"
+    adaptive = InfluencePPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, filter_mode="adaptive")
+    adaptive.influence_ranking = "crossfit"
+    adaptive.save(tmp_path / "adaptive")
+    assert InfluencePPO.load(tmp_path / "adaptive").influence_ranking == "crossfit"  # still valid: kept
+
+
 def test_ranking_defaults_to_plain_except_in_adaptive_mode():
     assert InfluencePPO("MlpPolicy", "CartPole-v1").ranking == "plain"  # the default reliability rule
     assert InfluencePPO("MlpPolicy", "CartPole-v1", filter_mode="adaptive").ranking == "crossfit"
