@@ -5,8 +5,8 @@ one panel (RESULTS.md, "The plain ranking and the two-rollout gate: the new defa
 Each source is ``FOLDER::VARIANT::SEEDS[::AS]`` (``SEEDS`` as ``0-9`` or ``0,3,5``): the rows of that variant and
 those seeds in ``FOLDER/<task>.csv``, with the variant renamed to ``AS`` when given (so that runs of one rule under
 two labels pair as one). A (variant, seed) pair given twice is an error, so nothing is counted twice. The
-output CSV starts with one ``# pooled:`` line per source and the sources' own metadata lines, prefixed with
-``# source <folder>:``.
+output CSV starts with one ``# pooled:`` line per source and the sources' command lines, prefixed with
+``# source <folder>:``. Reading and writing are the panel's own (``_read_rows``, ``PANEL_COLUMNS``, ``atomic_write``).
 
     python benchmarks/pool_panel.py --task acrobot --out benchmarks/panel_default \\
         benchmarks/panel_ppo_intel::ppo::0-9 benchmarks/panel_streak::ppo::10-19
@@ -17,6 +17,10 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
+from typing import Any
+
+from sb3_influence.benchmark.panel import PANEL_COLUMNS, _read_rows
+from sb3_influence.benchmark.runner import atomic_write
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -33,8 +37,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def pool(task: str, sources: list[str], out: Path) -> Path:
     """Write ``out/<task>.csv`` from the sources' rows; return its path."""
-    header: list[str] | None = None
-    rows: list[dict[str, str]] = []
+    rows: list[dict[str, Any]] = []
     metadata: list[str] = []
     taken: set[tuple[str, int]] = set()
     for source in sources:
@@ -42,14 +45,11 @@ def pool(task: str, sources: list[str], out: Path) -> Path:
         name = rename[0] if rename else variant
         seeds = set(parse_seeds(seed_text))
         path = Path(folder) / f"{task}.csv"
-        with open(path) as file:
-            lines = file.read().splitlines()
+        source_metadata, source_rows = _read_rows(path)
         metadata.append(f"# pooled: {variant} seeds {seed_text} from {path}" + (f" as {name}" if rename else ""))
-        metadata += [f"# source {folder}: {line[2:]}" for line in lines if line.startswith("# ") and "command" in line]
-        reader = csv.DictReader(line for line in lines if not line.startswith("#"))
-        header = header or list(reader.fieldnames or [])
+        metadata += [f"# source {folder}: {line}" for line in source_metadata if "command" in line]
         found = set()
-        for row in reader:
+        for row in source_rows:
             seed = int(row["seed"])
             if row["variant"] == variant and seed in seeds:
                 if (name, seed) in taken:
@@ -60,12 +60,11 @@ def pool(task: str, sources: list[str], out: Path) -> Path:
         if missing:
             raise ValueError(f"{path} has no {variant} run for seeds {sorted(missing)}")
         taken |= {(name, seed) for seed in found}
-    assert header is not None
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{task}.csv"
-    with open(target, "w", newline="") as file:
+    with atomic_write(target) as file:
         file.write(f"# task: {task}\n" + "\n".join(metadata) + "\n")
-        writer = csv.DictWriter(file, fieldnames=header)
+        writer = csv.DictWriter(file, fieldnames=PANEL_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     return target
