@@ -1,7 +1,7 @@
 """
 Per-iteration counterfactual of one panel task: from the same parameters, the filtered update against the full one.
 
-    python benchmarks/counterfactual.py --task cartpole --seeds 30 31 --iterations 15 --out benchmarks/counterfactual/cartpole.csv
+    python benchmarks/counterfactual.py --task cartpole --seeds 30 31 --iterations 15 --out /tmp/cartpole.csv
 
 At each iteration the model's parameters, optimizer state and global RNG states are saved; the IIF update
 (the variant's rule) runs and is evaluated; then the same update on every record (PPO's) runs from the saved
@@ -49,11 +49,8 @@ COLUMNS = [
 ]
 
 
-def _steps_to_end(buffer: Any, last_starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """
-    For every record ``(step, env)``: steps until its episode ends within the rollout (inf if it does not end),
-    and whether that end is a termination (as opposed to the rollout's end; truncations are counted as ends).
-    """
+def _steps_to_end(buffer: Any, last_starts: np.ndarray) -> np.ndarray:
+    """For every record ``(step, env)``: steps until its episode ends within the rollout (inf if it does not end)."""
     starts = np.concatenate([buffer.episode_starts[1:], last_starts[None, :]], axis=0)  # row t: episode ended at t
     n_steps, n_envs = starts.shape
     to_end = np.full((n_steps, n_envs), np.inf)
@@ -62,7 +59,7 @@ def _steps_to_end(buffer: Any, last_starts: np.ndarray) -> tuple[np.ndarray, np.
         for step in range(n_steps - 1, -1, -1):
             remaining = 0.0 if starts[step, env] else remaining + 1
             to_end[step, env] = remaining
-    return to_end, np.isfinite(to_end)
+    return to_end
 
 
 def main() -> None:
@@ -82,7 +79,8 @@ def main() -> None:
     with open(args.out, "a", newline="") as file:
         writer = csv.DictWriter(file, COLUMNS)
         if new:
-            file.write(f"# python benchmarks/counterfactual.py --task {args.task} --variant {args.variant} --follow {args.follow}\n")
+            file.write(f"# python benchmarks/counterfactual.py --task {args.task} --variant {args.variant} ")
+            file.write(f"--follow {args.follow}\n")
             writer.writeheader()
         for seed in args.seeds:
             model = _build(task, args.variant, seed)
@@ -91,13 +89,16 @@ def main() -> None:
             parent_train = parent_cls.train
             eval_env = make_env(task, 1, 10_000)
             filtered_train = model.train
-            state = {"iteration": 0}
+            state = {"iteration": 0, "seed": seed}
 
             def evaluate(model: Any = model, eval_env: Any = eval_env) -> float:
                 return evaluate_fixed(model, eval_env, args.eval_episodes, 10_000)
 
             def counterfactual_train(
-                model: Any = model, filtered_train: Any = filtered_train, parent_train: Any = parent_train, seed: int = seed
+                model: Any = model,
+                filtered_train: Any = filtered_train,
+                parent_train: Any = parent_train,
+                state: dict[str, int] = state,
             ) -> None:
                 state["iteration"] += 1
                 saved = (copy.deepcopy(model.policy.state_dict()), copy.deepcopy(model.policy.optimizer.state_dict()))
@@ -123,7 +124,7 @@ def main() -> None:
                     th.set_rng_state(rng_filtered[1])
                 buffer = model.rollout_buffer
                 adv = buffer.advantages.reshape(report.kept.shape)
-                to_end, ends = _steps_to_end(buffer, np.asarray(model._last_episode_starts, dtype=float))
+                to_end = _steps_to_end(buffer, np.asarray(model._last_episode_starts, dtype=float))
                 near = to_end < 10
                 dropped = ~report.kept
                 ended = int(np.count_nonzero(buffer.episode_starts[1:]) + np.count_nonzero(model._last_episode_starts))
@@ -134,7 +135,7 @@ def main() -> None:
 
                 writer.writerow(
                     dict(
-                        seed=seed,
+                        seed=state["seed"],
                         iteration=state["iteration"],
                         eval_filtered=round(eval_filtered, 2),
                         eval_full=round(eval_full, 2),
