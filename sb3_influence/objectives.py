@@ -53,21 +53,35 @@ class ReturnObjective(InfluenceObjective):
     scores positive when a gradient step on it raises the advantage-weighted likelihood of the whole rollout.
     Records with non-finite data (:attr:`~sb3_influence.RolloutRecords.finite`) are left out of the sum.
 
+    With ``center=True`` the advantages are centred first: ``A_j - mean(A)``, the mean over every record of the
+    buffer with finite data (masked or not, so that the objectives of disjoint masks still add up). A constant
+    baseline leaves the objective's expected gradient unchanged (``E[grad log pi] = 0`` on the policy's own
+    actions) but removes from the sampled one the term ``mean(A) * sum_j grad log pi(a_j|s_j)``, which raises the
+    likelihood of whatever was done; a lagging value function makes ``mean(A)`` large (benchmarks/RESULTS.md).
+
     :param mask: Optional boolean array ``(n_steps, n_envs)`` (or flat, step-major): only these records' terms
         are summed (still divided by the buffer's ``n``, so the objectives of disjoint masks add up to ``f``).
         Cross-fitting uses one mask per fold.
+    :param center: Whether to subtract the buffer's mean advantage (a constant baseline).
     """
 
-    mask: np.ndarray | None = None  # class default: objectives pickled before masks existed load unmasked
+    mask: np.ndarray | None = None  # class defaults: objectives pickled before these options existed load as before
+    center: bool = False
 
-    def __init__(self, mask: np.ndarray | None = None) -> None:
+    def __init__(self, mask: np.ndarray | None = None, center: bool = False) -> None:
+        if not isinstance(center, (bool, np.bool_)):
+            raise ValueError(f"center must be a bool, got {center!r}")
         self.mask = None if mask is None else np.asarray(mask, dtype=bool).reshape(-1)
+        self.center = bool(center)
 
     def terms(self, policy: ActorCriticPolicy, records: RolloutRecords, chunk_size: int) -> Iterator[th.Tensor]:
         if self.mask is not None and self.mask.size != records.n:
             raise ValueError(f"ReturnObjective mask has {self.mask.size} entries for {records.n} records")
         include = records.finite if self.mask is None else records.finite & self.mask
-        advantages = th.as_tensor(np.where(include, records.advantages, 0.0), dtype=th.float32, device=policy.device)
+        advantages_np = np.asarray(records.advantages, dtype=np.float64)
+        if self.center and records.finite.any():
+            advantages_np = advantages_np - advantages_np[records.finite].mean()
+        advantages = th.as_tensor(np.where(include, advantages_np, 0.0), dtype=th.float32, device=policy.device)
         if records.recurrent:  # whole sequences; the records left out weigh 0
             included = th.as_tensor(include, device=policy.device)
             for sequences in records.chunks(chunk_size):
@@ -83,7 +97,9 @@ class ReturnObjective(InfluenceObjective):
                 yield (advantages[index] * log_prob).sum() / records.n
 
     def __repr__(self) -> str:
-        return "ReturnObjective()" if self.mask is None else f"ReturnObjective(mask with {int(self.mask.sum())} records)"
+        options = [] if self.mask is None else [f"mask with {int(self.mask.sum())} records"]
+        options += ["center=True"] if self.center else []
+        return f"ReturnObjective({', '.join(options)})"
 
 
 class ActionObjective(InfluenceObjective):

@@ -442,6 +442,7 @@ def crossfit_influence_scores(
     chunk_size: int = 2048,
     optimizer: th.optim.Optimizer | None = None,
     advantage_groups: np.ndarray | None = None,
+    center: bool = False,
 ) -> CrossFitScores:
     """
     Cross-fitted return-objective influence (:class:`CrossFitScores`): the return objective's gradient over each
@@ -459,10 +460,11 @@ def crossfit_influence_scores(
     :param chunk_size: The most records per forward pass.
     :param optimizer: An ``Adam``/``AdamW`` optimizer for Adam-preconditioned directions, or ``None``.
     :param advantage_groups: As in :func:`influence_scores`.
+    :param center: Whether the return objective centres the advantages (:class:`~sb3_influence.ReturnObjective`).
     :return: The cross-fitted scores.
     """
     folds = fold_ids(records.n_steps, records.n_envs, n_folds)
-    objectives: list[InfluenceObjective | None] = [ReturnObjective(mask=folds == j) for j in range(n_folds)]
+    objectives: list[InfluenceObjective | None] = [ReturnObjective(mask=folds == j, center=center) for j in range(n_folds)]
     by_fold = _scores_along(
         policy, records, objectives, ent_coef, vf_coef, normalize_advantage, chunk_size, optimizer, advantage_groups
     )
@@ -514,7 +516,8 @@ def _model_settings(model: Any, records: RolloutRecords, chunk_size: int = 2048)
 def model_crossfit_scores(model: Any, records: RolloutRecords | None = None, n_folds: int = 3) -> CrossFitScores:
     """
     :func:`crossfit_influence_scores` with a PPO model's own loss settings, chunk size and preconditioner
-    (as :func:`model_influence_scores`).
+    (as :func:`model_influence_scores`), and its ``influence_objective``'s ``center`` (a
+    :class:`~sb3_influence.ReturnObjective`, or ``None`` for the default one).
 
     :param model: A PPO model with an ``ActorCriticPolicy``.
     :param records: The records to score (default: the model's full rollout buffer).
@@ -522,7 +525,9 @@ def model_crossfit_scores(model: Any, records: RolloutRecords | None = None, n_f
     :return: The cross-fitted scores.
     """
     records = RolloutRecords.from_buffer(model.rollout_buffer) if records is None else records
-    return crossfit_influence_scores(model.policy, records, n_folds, **_model_settings(model, records))
+    objective = getattr(model, "influence_objective", None)
+    center = objective.center if isinstance(objective, ReturnObjective) else False
+    return crossfit_influence_scores(model.policy, records, n_folds, center=center, **_model_settings(model, records))
 
 
 def _tangent(x: th.Tensor) -> th.Tensor:

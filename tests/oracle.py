@@ -41,18 +41,22 @@ def _evaluate(policy, buffer, step: int, env: int):
     return policy.evaluate_actions(obs, action)
 
 
-def return_objective_fn(model: PPO, mask: np.ndarray):
-    """``policy -> (1/n) sum over the masked records of A_i log pi(a_i|s_i)``, record by record."""
+def return_objective_fn(model: PPO, mask: np.ndarray, center: bool = False):
+    """
+    ``policy -> (1/n) sum over the masked records of A_i log pi(a_i|s_i)``, record by record (``center``: with
+    ``A_i - mean(A)``, the mean over the whole buffer).
+    """
     buffer = model.rollout_buffer
     n_steps, n_envs = buffer.buffer_size, buffer.n_envs
 
     def f(policy):
+        baseline = float(np.mean(buffer.advantages)) if center else 0.0
         total = 0.0
         for step in range(n_steps):
             for env in range(n_envs):
                 if mask[step, env]:
                     _, log_prob, _ = _evaluate(policy, buffer, step, env)
-                    total = total + float(buffer.advantages[step, env]) * log_prob.sum() / (n_steps * n_envs)
+                    total = total + (float(buffer.advantages[step, env]) - baseline) * log_prob.sum() / (n_steps * n_envs)
         return total
 
     return f

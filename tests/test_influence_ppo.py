@@ -134,9 +134,12 @@ def test_compute_influence_from_callback_changes_nothing():
     np.testing.assert_array_equal(plain.last_influence.scores, probed.last_influence.scores)
 
 
-@pytest.mark.parametrize("mode", ["negative", "adaptive"])
-def test_compute_influence_matches_last_report_and_objective_default(mode):
-    model = InfluencePPO("MlpPolicy", "CartPole-v1", influence_objective=ReturnObjective(), filter_mode=mode, **KW)
+@pytest.mark.parametrize("mode", ["negative", "adaptive", "reliability"])
+@pytest.mark.parametrize("center", [False, True])
+def test_compute_influence_matches_last_report_and_objective_default(mode, center):
+    # the cross-fitted modes build one objective per fold: they must inherit the model's centring
+    objective = ReturnObjective(center=center)
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", influence_objective=objective, filter_mode=mode, **KW)
     callback = _CallAtRolloutEnd()
     model.learn(32, callback=callback)
     if mode == "negative":

@@ -14,7 +14,7 @@ from stable_baselines3.common.envs import (
     SimpleMultiObsEnv,
 )
 
-from sb3_influence import ActionObjective, InfluencePPO, MiniGridCNN, RolloutRecords, influence_scores
+from sb3_influence import ActionObjective, InfluencePPO, MiniGridCNN, ReturnObjective, RolloutRecords, influence_scores
 from sb3_influence.scoring import (
     CrossFitScores,
     adam_precondition,
@@ -232,15 +232,21 @@ def test_scores_after_training_use_the_flattened_buffer_consistently():
         np.testing.assert_array_equal(getattr(before, name), getattr(after, name))
 
 
-def _crossfit_and_oracles(model: InfluencePPO, n_folds: int = 3):
+def _crossfit_and_oracles(model: InfluencePPO, n_folds: int = 3, center: bool = False):
     def fn(m):
         records = RolloutRecords.from_buffer(m.rollout_buffer)
         crossfit = crossfit_influence_scores(
-            m.policy, records, n_folds, ent_coef=m.ent_coef, vf_coef=m.vf_coef, normalize_advantage=m.normalize_advantage
+            m.policy,
+            records,
+            n_folds,
+            ent_coef=m.ent_coef,
+            vf_coef=m.vf_coef,
+            normalize_advantage=m.normalize_advantage,
+            center=center,
         )
         folds = fold_ids(m.n_steps, m.n_envs, n_folds)
-        oracles = [oracle_scores(m, return_objective_fn(m, folds == j)) for j in range(n_folds)]
-        return crossfit, oracles, m.compute_influence()
+        oracles = [oracle_scores(m, return_objective_fn(m, folds == j, center)) for j in range(n_folds)]
+        return crossfit, oracles, m.compute_influence(ReturnObjective(center=center))
 
     callback = CaptureAtRolloutEnd(fn, 2)
     model.learn(N_STEPS * model.n_envs * 2, callback=callback)
@@ -254,6 +260,36 @@ def test_crossfit_fold_scores_match_oracle(space):
     for fast, slow in zip(crossfit.by_fold, oracles, strict=True):
         _assert_close(fast, slow)
     _assert_close(crossfit.total, plain)  # the folds' directions add up to the plain TracIn direction
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+def test_centered_return_objective_matches_oracle(space):
+    # the cross-fitted scores along the centred objective: each fold's against its own oracle, their sum against
+    # the plain scores along the centred objective
+    crossfit, oracles, plain = _crossfit_and_oracles(_model(SPACES[space]), center=True)
+    for fast_fold, slow_fold in zip(crossfit.by_fold, oracles, strict=True):
+        _assert_close(fast_fold, slow_fold)
+    _assert_close(crossfit.total, plain)
+
+
+def test_centered_return_objective_subtracts_the_buffer_mean():
+    def fn(m):
+        records = RolloutRecords.from_buffer(m.rollout_buffer)
+        everything = np.ones((N_STEPS, N_ENVS), dtype=bool)
+        with th.no_grad():
+            oracle = [float(return_objective_fn(m, everything, center)(m.policy)) for center in (False, True)]
+        fast = [ReturnObjective(center=center).value(m.policy, records) for center in (False, True)]
+        return oracle, fast, float(records.advantages.mean())
+
+    callback = CaptureAtRolloutEnd(fn, 1)
+    model = _model(SPACES["discrete"])
+    model.learn(N_STEPS * N_ENVS, callback=callback)
+    oracle, fast, mean_advantage = callback.result
+    assert mean_advantage != 0 and oracle[0] != pytest.approx(oracle[1])
+    assert fast == pytest.approx(oracle, rel=1e-4)
+    assert repr(ReturnObjective(center=True)) == "ReturnObjective(center=True)"
+    with pytest.raises(ValueError, match="center must be a bool"):
+        ReturnObjective(center=1)  # type: ignore[arg-type]
 
 
 def test_crossfit_shared_cnn_matches_oracle():
