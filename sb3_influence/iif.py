@@ -429,14 +429,12 @@ class InfluenceFilterMixin:
         Safe to call from a callback's ``_on_rollout_end``: it reads the buffer without changing it, uses no
         random numbers and leaves the parameters and their gradients as they were.
 
-        :param objective: What influence is measured against; defaults to the model's ``influence_objective``
-            (the return objective unless set), e.g. an :class:`~sb3_influence.ActionObjective`.
+        :param objective: What influence is measured against; defaults to the model's :attr:`objective`
+            (the return objective unless ``influence_objective`` is set), e.g. an :class:`~sb3_influence.ActionObjective`.
         :return: Scores of shape ``(n_steps, n_envs)``, the layout of ``rollout_buffer.advantages``;
             positive = a gradient step on the record increases the objective.
         """
-        if objective is None:
-            objective = self.influence_objective if self.influence_objective is not None else ReturnObjective()
-        return model_influence_scores(self, objective=objective)
+        return model_influence_scores(self, objective=self.objective if objective is None else objective)
 
     def _crossfit_abstention(self) -> str | None:
         """
@@ -495,6 +493,18 @@ class InfluenceFilterMixin:
         return min(float(self.filter_min_fraction), self.fraction)
 
     @property
+    def objective(self) -> InfluenceObjective:
+        """
+        The objective in use: ``influence_objective``, or when it is ``None``, the return objective, centred
+        (:class:`~sb3_influence.ReturnObjective` with ``center=True``) in ``"reliability"`` mode, InfluencePPO's
+        default, and uncentred in the others (the fixed-p modes score as the paper does). The centred objective
+        is the default where it was measured to help (benchmarks/RESULTS.md, "A centred objective").
+        """
+        if self.influence_objective is not None:
+            return self.influence_objective
+        return ReturnObjective(center=self.filter_mode == "reliability")
+
+    @property
     def ranking(self) -> str:
         """
         The scores the rule ranks by: ``influence_ranking``, or when it is ``None``, ``"crossfit"`` in ``"adaptive"``
@@ -515,7 +525,7 @@ class InfluenceFilterMixin:
             crossfit = model_crossfit_scores(self, records, self.influence_folds)
             rank_by = crossfit.total if self.ranking == "plain" else crossfit.scores
             return crossfit.total, rank_by, crossfit.reliability, crossfit.noise_std
-        scores = model_influence_scores(self, records, self.influence_objective)
+        scores = model_influence_scores(self, records, self.objective)
         return scores, scores, float("nan"), float("nan")
 
     def _filter_rollout(self) -> InfluenceReport:

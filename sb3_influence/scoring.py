@@ -516,8 +516,9 @@ def _model_settings(model: Any, records: RolloutRecords, chunk_size: int = 2048)
 def model_crossfit_scores(model: Any, records: RolloutRecords | None = None, n_folds: int = 3) -> CrossFitScores:
     """
     :func:`crossfit_influence_scores` with a PPO model's own loss settings, chunk size and preconditioner
-    (as :func:`model_influence_scores`), and its ``influence_objective``'s ``center`` (a
-    :class:`~sb3_influence.ReturnObjective`, or ``None`` for the default one).
+    (as :func:`model_influence_scores`), and the ``center`` of its objective in use (an IIF model's
+    :attr:`~sb3_influence.InfluencePPO.objective`, else its ``influence_objective``; a
+    :class:`~sb3_influence.ReturnObjective`, or ``None`` for the uncentred default).
 
     :param model: A PPO model with an ``ActorCriticPolicy``.
     :param records: The records to score (default: the model's full rollout buffer).
@@ -525,7 +526,7 @@ def model_crossfit_scores(model: Any, records: RolloutRecords | None = None, n_f
     :return: The cross-fitted scores.
     """
     records = RolloutRecords.from_buffer(model.rollout_buffer) if records is None else records
-    objective = getattr(model, "influence_objective", None)
+    objective = getattr(model, "objective", getattr(model, "influence_objective", None))
     center = objective.center if isinstance(objective, ReturnObjective) else False
     return crossfit_influence_scores(model.policy, records, n_folds, center=center, **_model_settings(model, records))
 

@@ -44,13 +44,14 @@ def _evaluate(policy, buffer, step: int, env: int):
 def return_objective_fn(model: PPO, mask: np.ndarray, center: bool = False):
     """
     ``policy -> (1/n) sum over the masked records of A_i log pi(a_i|s_i)``, record by record (``center``: with
-    ``A_i - mean(A)``, the mean over the whole buffer).
+    ``A_i - mean(A)``, the mean over the buffer's records with finite data).
     """
     buffer = model.rollout_buffer
     n_steps, n_envs = buffer.buffer_size, buffer.n_envs
 
     def f(policy):
-        baseline = float(np.mean(buffer.advantages)) if center else 0.0
+        finite = np.isfinite(buffer.rewards) & np.isfinite(buffer.advantages) & np.isfinite(buffer.returns)
+        baseline = float(np.mean(buffer.advantages[finite])) if center and finite.any() else 0.0
         total = 0.0
         for step in range(n_steps):
             for env in range(n_envs):
@@ -60,6 +61,11 @@ def return_objective_fn(model: PPO, mask: np.ndarray, center: bool = False):
         return total
 
     return f
+
+
+def model_centers(model) -> bool:
+    """Whether the model's objective in use (``model.objective`` of an IIF model) centres the advantages."""
+    return bool(getattr(getattr(model, "objective", None), "center", False))
 
 
 def oracle_scores(
@@ -73,7 +79,8 @@ def oracle_scores(
 
     Must be called on an unflattened, full buffer (e.g. from ``_on_rollout_end``).
 
-    :param objective_fn: ``policy -> f(theta)`` (default: the return objective over the buffer).
+    :param objective_fn: ``policy -> f(theta)`` (default: the return objective over the buffer, centred where the
+        model's objective in use is, see :func:`model_centers`).
     :param direction_fn: optional map applied to grad f (e.g. Adam's preconditioner).
     :param include: optional boolean ``(n_steps, n_envs)``: only these records enter the return objective and the
         advantage standardisation, and only they are scored (NaN elsewhere). Default: the records with finite data.
@@ -90,7 +97,7 @@ def oracle_scores(
     if include is None:
         include = np.isfinite(buffer.rewards) & np.isfinite(buffer.advantages) & np.isfinite(buffer.returns)
     raw_adv = th.as_tensor(np.where(include, buffer.advantages, 0.0), device=policy.device)
-    f = (objective_fn or return_objective_fn(model, include))(policy)
+    f = (objective_fn or return_objective_fn(model, include, model_centers(model)))(policy)
     g = [
         gr if gr is not None else th.zeros_like(p)
         for gr, p in zip(th.autograd.grad(f, params, allow_unused=True), params, strict=True)

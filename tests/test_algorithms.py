@@ -26,7 +26,7 @@ from sb3_influence import (
 from sb3_influence.buffers import FilteredRecurrentRolloutBuffer
 from sb3_influence.iif import SupportsInfluence
 from sb3_influence.scoring import fold_ids, model_crossfit_scores
-from tests.oracle import oracle_scores, return_objective_fn
+from tests.oracle import model_centers, oracle_scores, return_objective_fn
 from tests.test_scoring import CaptureAtRolloutEnd, _assert_close
 
 N_STEPS, N_ENVS = 16, 2
@@ -95,7 +95,9 @@ def test_maskable_minibatch_advantage_norm_matches_oracle():
     def fn(m):
         groups = m._influence_advantage_groups(m.n_steps * m.n_envs).reshape(m.n_steps, m.n_envs)
         folds = fold_ids(m.n_steps, m.n_envs, 3)
-        oracles = [oracle_scores(m, return_objective_fn(m, folds == j), advantage_groups=groups) for j in range(3)]
+        oracles = [
+            oracle_scores(m, return_objective_fn(m, folds == j, model_centers(m)), advantage_groups=groups) for j in range(3)
+        ]
         return model_crossfit_scores(m, n_folds=3), oracles
 
     crossfit, oracles = _at_rollout_end(_make("maskable_ppo", influence_advantage_norm="minibatch"), fn)
@@ -107,7 +109,7 @@ def test_maskable_minibatch_advantage_norm_matches_oracle():
 def test_crossfit_fold_scores_match_oracle(algo):
     def fn(m):
         folds = fold_ids(m.n_steps, m.n_envs, 3)
-        oracles = [oracle_scores(m, return_objective_fn(m, folds == j)) for j in range(3)]
+        oracles = [oracle_scores(m, return_objective_fn(m, folds == j, model_centers(m))) for j in range(3)]
         return model_crossfit_scores(m, n_folds=3), oracles
 
     crossfit, oracles = _at_rollout_end(_make(algo), fn)

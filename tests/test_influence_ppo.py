@@ -16,7 +16,7 @@ from stable_baselines3.common.envs import IdentityEnv, IdentityEnvBox, IdentityE
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormalize
 
-from sb3_influence import ActionObjective, InfluencePPO, ReturnObjective
+from sb3_influence import ActionObjective, InfluenceA2C, InfluencePPO, ReturnObjective
 from sb3_influence.filtering import reliability_filter_mask
 from sb3_influence.influence_ppo import InfluenceReport
 from sb3_influence.scoring import model_crossfit_scores
@@ -146,6 +146,38 @@ def test_compute_influence_matches_last_report_and_objective_default(mode, cente
         np.testing.assert_array_equal(callback.results[0], model.last_influence.scores)
     else:  # the report sums the folds' scores: the same quantity, summed in another order in float32
         np.testing.assert_allclose(callback.results[0], model.last_influence.scores, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "algo, mode, centred",
+    [
+        (InfluencePPO, "reliability", True),  # InfluencePPO's default rule
+        (InfluencePPO, "adaptive", False),
+        (InfluencePPO, "negative", False),  # the paper's fixed-p modes score as the paper does
+        (InfluencePPO, "all", False),
+        (InfluenceA2C, None, False),  # the twins' default (adaptive) rule
+    ],
+)
+def test_default_objective_is_centred_in_the_reliability_mode_only(algo, mode, centred):
+    kwargs = {} if mode is None else dict(filter_mode=mode)
+    model = algo("MlpPolicy", "CartPole-v1", n_steps=32, **kwargs)
+    assert isinstance(model.objective, ReturnObjective) and model.objective.center is centred
+    assert model.influence_objective is None  # the setting stays as given; the objective in use is derived
+    mine = ReturnObjective(center=not centred)
+    model.influence_objective = mine
+    assert model.objective is mine
+
+
+def test_default_scores_follow_the_centred_objective():
+    # InfluencePPO() scores along ReturnObjective(center=True): compute_influence() and the IIF step's report agree
+    # with it, and differ from the uncentred objective's
+    probes = [_CallAtRolloutEnd(), _CallAtRolloutEnd(ReturnObjective(center=True)), _CallAtRolloutEnd(ReturnObjective())]
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", **KW)
+    model.learn(32, callback=probes)
+    default, centred, uncentred = (p.results[0] for p in probes)
+    np.testing.assert_array_equal(default, centred)
+    np.testing.assert_allclose(default, model.last_influence.scores, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(default, uncentred, rtol=1e-3, atol=1e-6)
 
 
 def test_report_is_frozen_and_read_only():
