@@ -94,7 +94,10 @@ class InfluencePPO(InfluenceFilterMixin, PPO):
         cross-fitting (at least 3).
     :param filter_whole_minibatches: Round the number of kept records to whole minibatches
         (:func:`~sb3_influence.filtering.round_to_minibatches`), so that no epoch ends on a step over a few records.
-    :param influence_objective: What influence is measured against; default :class:`~sb3_influence.ReturnObjective`.
+    :param influence_objective: What influence is measured against. ``None`` (default): the return objective
+        (:class:`~sb3_influence.ReturnObjective`), centred (``center=True``, the buffer's mean advantage
+        subtracted) in ``"reliability"`` mode and uncentred in the others, the paper's fixed-p modes included
+        (:attr:`~sb3_influence.iif.InfluenceFilterMixin.objective`).
     :param influence_chunk_size: The most records per forward pass when scoring (bounds the memory of scoring).
     :param influence_preconditioner: ``"none"`` (TracIn for SGD, the paper's) or ``"adam"`` (measure influence
         along Adam's preconditioned direction; needs an Adam/AdamW optimizer).
