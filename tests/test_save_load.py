@@ -6,7 +6,7 @@ import torch as th
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_influence import ActionObjective, FilteredRolloutBuffer, InfluencePPO
+from sb3_influence import ActionObjective, FilteredRolloutBuffer, InfluencePPO, ReturnObjective
 
 KW = dict(n_steps=32, batch_size=16, n_epochs=2, seed=0, policy_kwargs=dict(net_arch=[16]))
 
@@ -38,6 +38,17 @@ def test_round_trip_keeps_influence_arguments(tmp_path):
     _same_policy(model, loaded)
     loaded.learn(64, reset_num_timesteps=False)
     assert loaded.last_influence is not None and loaded.last_influence.n_dropped > 0
+
+
+def test_default_objective_is_derived_after_loading(tmp_path):
+    # influence_objective=None is saved as None: a loaded default model scores along the centred objective, and one
+    # given an explicit objective keeps it
+    model = InfluencePPO("MlpPolicy", "CartPole-v1", **KW)
+    model.save(tmp_path / "default.zip")
+    loaded = InfluencePPO.load(tmp_path / "default.zip")
+    assert loaded.influence_objective is None and loaded.objective.center is True
+    InfluencePPO("MlpPolicy", "CartPole-v1", influence_objective=ReturnObjective(), **KW).save(tmp_path / "plain.zip")
+    assert InfluencePPO.load(tmp_path / "plain.zip").objective.center is False
 
 
 def test_ppo_loads_an_influence_ppo_zip(tmp_path):
