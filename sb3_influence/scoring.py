@@ -517,7 +517,7 @@ def model_crossfit_scores(model: Any, records: RolloutRecords | None = None, n_f
     """
     :func:`crossfit_influence_scores` with a PPO model's own loss settings, chunk size and preconditioner
     (as :func:`model_influence_scores`), and the ``center`` of its objective in use (an IIF model's
-    :attr:`~sb3_influence.InfluencePPO.objective`, else its ``influence_objective``; a
+    :attr:`~sb3_influence.iif.InfluenceFilterMixin.objective`, else its ``influence_objective``; a
     :class:`~sb3_influence.ReturnObjective`, or ``None`` for the uncentred default).
 
     :param model: A PPO model with an ``ActorCriticPolicy``.

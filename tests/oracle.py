@@ -41,6 +41,11 @@ def _evaluate(policy, buffer, step: int, env: int):
     return policy.evaluate_actions(obs, action)
 
 
+def finite_records(buffer) -> np.ndarray:
+    """``(n_steps, n_envs)``: the records whose reward, advantage and return are all finite."""
+    return np.isfinite(buffer.rewards) & np.isfinite(buffer.advantages) & np.isfinite(buffer.returns)
+
+
 def return_objective_fn(model: PPO, mask: np.ndarray, center: bool = False):
     """
     ``policy -> (1/n) sum over the masked records of A_i log pi(a_i|s_i)``, record by record (``center``: with
@@ -48,10 +53,10 @@ def return_objective_fn(model: PPO, mask: np.ndarray, center: bool = False):
     """
     buffer = model.rollout_buffer
     n_steps, n_envs = buffer.buffer_size, buffer.n_envs
+    finite = finite_records(buffer)
+    baseline = float(np.mean(buffer.advantages[finite])) if center and finite.any() else 0.0
 
     def f(policy):
-        finite = np.isfinite(buffer.rewards) & np.isfinite(buffer.advantages) & np.isfinite(buffer.returns)
-        baseline = float(np.mean(buffer.advantages[finite])) if center and finite.any() else 0.0
         total = 0.0
         for step in range(n_steps):
             for env in range(n_envs):
@@ -95,7 +100,7 @@ def oracle_scores(
     params = [p for p in policy.parameters() if p.requires_grad]
     n_steps, n_envs = buffer.buffer_size, buffer.n_envs
     if include is None:
-        include = np.isfinite(buffer.rewards) & np.isfinite(buffer.advantages) & np.isfinite(buffer.returns)
+        include = finite_records(buffer)
     raw_adv = th.as_tensor(np.where(include, buffer.advantages, 0.0), device=policy.device)
     f = (objective_fn or return_objective_fn(model, include, model_centers(model)))(policy)
     g = [
